@@ -1,0 +1,404 @@
+import type { CExpr, CheckedQuery, CItem } from "./checker.js";
+import type { AggregateName } from "./functions.js";
+import { equals, finite, groupKey, isPrimitive, order, totalOrder, type Value } from "./values.js";
+
+/**
+ * Compiles a checked query into closures, once per query: evaluating a twin is then a few property
+ * loads and comparisons, with no tree walking and no string lowering in the hot path.
+ */
+
+// biome-ignore lint/suspicious/noExplicitAny: evaluators take a twin or a group
+export type Eval = (input: any) => Value;
+
+/** One step of a property path. Names match case-insensitively ("property names are case-insensitive"). */
+class Segment {
+  readonly lower: string;
+  /** The spelling that matched last time: twins share their shape, so this almost always hits. */
+  hint: string | undefined;
+  constructor(readonly name: string) {
+    this.lower = name.toLowerCase();
+  }
+
+  /** The own key of `o` this segment names: exact spelling first, then the last hit, then a scan. */
+  keyIn(o: object): string | undefined {
+    if (Object.hasOwn(o, this.name)) return this.name;
+    const h = this.hint;
+    if (h !== undefined && Object.hasOwn(o, h)) return h;
+    const lower = this.lower;
+    for (const k of Object.keys(o)) {
+      if (k.length === lower.length && k.toLowerCase() === lower) {
+        this.hint = k;
+        return k;
+      }
+    }
+    return undefined;
+  }
+}
+
+function isContainer(o: unknown): o is Record<string, unknown> {
+  return typeof o === "object" && o !== null && !Array.isArray(o);
+}
+
+export interface PathAccess {
+  get: (root: unknown) => Value;
+  /** The value and the key it sits under in the twin (for naming unaliased projections). */
+  entry: (root: unknown) => [key: string, value: Value] | undefined;
+}
+
+export function compilePath(names: string[]): PathAccess {
+  const segs = names.map((n) => new Segment(n));
+  const last = segs.length - 1;
+  const parentOf = (root: unknown): Record<string, unknown> | undefined => {
+    let o = root;
+    for (let i = 0; i < last; i++) {
+      if (!isContainer(o)) return undefined;
+      const k = segs[i]!.keyIn(o);
+      if (k === undefined) return undefined;
+      o = o[k];
+    }
+    return isContainer(o) ? o : undefined;
+  };
+  const lastSeg = segs[last]!;
+  let get: (root: unknown) => Value;
+  if (segs.length === 1) {
+    get = (root) => {
+      if (!isContainer(root)) return undefined;
+      const k = lastSeg.keyIn(root);
+      return k === undefined ? undefined : root[k];
+    };
+  } else {
+    get = (root) => {
+      const p = parentOf(root);
+      if (p === undefined) return undefined;
+      const k = lastSeg.keyIn(p);
+      return k === undefined ? undefined : p[k];
+    };
+  }
+  const entry = (root: unknown): [string, Value] | undefined => {
+    const p = parentOf(root);
+    if (p === undefined) return undefined;
+    const k = lastSeg.keyIn(p);
+    return k === undefined ? undefined : [k, p[k]];
+  };
+  return { get, entry };
+}
+
+/** Group evaluation input: a representative twin (for GROUP BY values) and the aggregate results. */
+export interface Group {
+  rep: unknown;
+  key: string;
+  accs: Accumulator[];
+  results: Value[];
+}
+
+type Mode = "row" | "group";
+
+export function compileExpr(e: CExpr, mode: Mode): Eval {
+  switch (e.type) {
+    case "literal": {
+      const v = e.value;
+      return () => v;
+    }
+    case "path": {
+      const { get } = compilePath(e.segments);
+      return mode === "row" ? get : (g: Group) => get(g.rep);
+    }
+    case "agg": {
+      const slot = e.slot;
+      return (g: Group) => g.results[slot];
+    }
+    case "neg": {
+      const a = compileExpr(e.arg, mode);
+      return (t) => {
+        const v = a(t);
+        return typeof v === "number" ? -v : undefined;
+      };
+    }
+    case "not": {
+      const a = compileExpr(e.arg, mode);
+      return (t) => {
+        const v = a(t);
+        return v === true ? false : v === false ? true : undefined;
+      };
+    }
+    case "logical":
+      return compileLogical(
+        e.op,
+        e.args.map((a) => compileExpr(a, mode)),
+      );
+    case "in": {
+      const a = compileExpr(e.arg, mode);
+      const set = new Set(e.list.filter(isPrimitive));
+      const negate = e.negate;
+      return (t) => {
+        const v = a(t);
+        if (!isPrimitive(v)) return undefined;
+        return set.has(v) !== negate;
+      };
+    }
+    case "fn": {
+      const args = e.args.map((a) => compileExpr(a, mode));
+      const { impl, variadic } = e.def;
+      if (variadic) return (t) => variadic(args.map((a) => a(t)));
+      const f = impl!;
+      const [a0, a1, a2] = args;
+      if (args.length === 1) return (t) => f(a0!(t), undefined, undefined);
+      if (args.length === 2) return (t) => f(a0!(t), a1!(t), undefined);
+      return (t) => f(a0!(t), a1!(t), a2!(t));
+    }
+    case "binary":
+      return compileBinary(e, mode);
+  }
+}
+
+function compileLogical(op: "AND" | "OR", fs: Eval[]): Eval {
+  // Three-valued logic: false AND x = false, true OR x = true, otherwise any non-Boolean operand gives undefined.
+  if (op === "AND") {
+    return (t) => {
+      let unknown = false;
+      for (const f of fs) {
+        const v = f(t);
+        if (v === false) return false;
+        if (v !== true) unknown = true;
+      }
+      return unknown ? undefined : true;
+    };
+  }
+  return (t) => {
+    let unknown = false;
+    for (const f of fs) {
+      const v = f(t);
+      if (v === true) return true;
+      if (v !== false) unknown = true;
+    }
+    return unknown ? undefined : false;
+  };
+}
+
+function compileBinary(e: Extract<CExpr, { type: "binary" }>, mode: Mode): Eval {
+  const l = compileExpr(e.left, mode);
+  const r = compileExpr(e.right, mode);
+  switch (e.op) {
+    case "=": {
+      // Fast path for the common "path = constant" filter.
+      if (e.right.type === "literal" && e.right.value !== null && isPrimitive(e.right.value)) {
+        const c = e.right.value;
+        const type = typeof c;
+        return (t) => {
+          const v = l(t);
+          return typeof v === type ? v === c : undefined;
+        };
+      }
+      return (t) => equals(l(t), r(t));
+    }
+    case "!=":
+      return (t) => {
+        const eq = equals(l(t), r(t));
+        return eq === undefined ? undefined : !eq;
+      };
+    case "<":
+      return (t) => {
+        const o = order(l(t), r(t));
+        return o === undefined ? undefined : o < 0;
+      };
+    case "<=":
+      return (t) => {
+        const o = order(l(t), r(t));
+        return o === undefined ? undefined : o <= 0;
+      };
+    case ">":
+      return (t) => {
+        const o = order(l(t), r(t));
+        return o === undefined ? undefined : o > 0;
+      };
+    case ">=":
+      return (t) => {
+        const o = order(l(t), r(t));
+        return o === undefined ? undefined : o >= 0;
+      };
+    default: {
+      const op = e.op;
+      const apply =
+        op === "+"
+          ? (a: number, b: number) => a + b
+          : op === "-"
+            ? (a: number, b: number) => a - b
+            : op === "*"
+              ? (a: number, b: number) => a * b
+              : op === "/"
+                ? (a: number, b: number) => a / b
+                : (a: number, b: number) => a % b;
+      return (t) => {
+        const a = l(t);
+        const b = r(t);
+        return typeof a === "number" && typeof b === "number" ? finite(apply(a, b)) : undefined;
+      };
+    }
+  }
+}
+
+/**
+ * Aggregates. Undefined (missing) values are skipped. SUM and AVG use numbers only; MIN and MAX take any
+ * primitive, ordered null < false < true < numbers < strings. With no usable value the result is undefined
+ * and the property is left out of the row; COUNT() counts the group's twins.
+ */
+export interface Accumulator {
+  add(v: Value): void;
+  result(): Value;
+}
+
+function makeAccumulator(name: AggregateName): Accumulator {
+  switch (name) {
+    case "COUNT": {
+      let n = 0;
+      return { add: () => void n++, result: () => n };
+    }
+    case "SUM":
+    case "AVG": {
+      let sum = 0;
+      let n = 0;
+      const avg = name === "AVG";
+      return {
+        add: (v) => {
+          if (typeof v === "number") {
+            sum += v;
+            n++;
+          }
+        },
+        result: () => (n === 0 ? undefined : finite(avg ? sum / n : sum)),
+      };
+    }
+    case "MIN":
+    case "MAX": {
+      let best: Value;
+      let has = false;
+      const sign = name === "MIN" ? 1 : -1;
+      return {
+        add: (v) => {
+          if (!isPrimitive(v)) return;
+          if (!has || sign * totalOrder(v, best) < 0) {
+            best = v;
+            has = true;
+          }
+        },
+        result: () => (has ? best : undefined),
+      };
+    }
+  }
+}
+
+/** The executable form of a query. */
+export interface Plan {
+  kind: CheckedQuery["kind"];
+  top?: number;
+  /** true only for a twin that passes WHERE ("must evaluate the specified conditions to true") */
+  accept: (twin: unknown) => boolean;
+  /** rows: twin -> projected object */
+  project: (twin: unknown) => unknown;
+  /** groups: all twins -> result rows */
+  aggregate: (twins: Iterable<unknown>) => unknown[];
+  /** Set when the query is just COUNT() of all twins: the row for a count the source's size answers. */
+  countRow?: (count: number) => unknown;
+}
+
+export function buildPlan(q: CheckedQuery): Plan {
+  const where = q.where ? compileExpr(q.where, "row") : undefined;
+  const accept = where ? (t: unknown) => where(t) === true : () => true;
+  const mode: Mode = q.kind === "groups" ? "group" : "row";
+  const project = q.kind === "rows" ? compileRow(q.items, mode) : (t: unknown) => t;
+  const groups = q.kind === "groups" ? compileGroups(q, accept) : undefined;
+  const countOnly =
+    groups !== undefined &&
+    !where &&
+    q.groupBy.length === 0 &&
+    q.items.length === 1 &&
+    q.items[0]!.expr.type === "agg" &&
+    q.aggregates.length === 1 &&
+    q.aggregates[0]!.name === "COUNT";
+  return {
+    kind: q.kind,
+    top: q.top,
+    accept,
+    project,
+    aggregate: groups ? groups.run : () => [],
+    countRow: countOnly ? groups.countRow : undefined,
+  };
+}
+
+/** An object with one property per SELECT item; undefined values are left out. */
+function compileRow(items: CItem[], mode: Mode): (input: unknown) => Record<string, unknown> {
+  const parts = items.map((item) => {
+    if (item.name === undefined && item.expr.type === "path") {
+      // Unaliased path: named like the property it ends at, spelled as in the twin
+      // (the docs' "SELECT DeviceId, LastActivityTime" returns "deviceId" and "lastActivityTime").
+      const { entry } = compilePath(item.expr.segments);
+      const pick = mode === "row" ? entry : (g: Group) => entry(g.rep);
+      return { name: undefined, value: undefined, pick };
+    }
+    return { name: item.name!, value: compileExpr(item.expr, mode), pick: undefined };
+  });
+  return (input) => {
+    const row: Record<string, unknown> = {};
+    for (const p of parts) {
+      if (p.pick) {
+        const e = p.pick(input as Group);
+        if (e && e[1] !== undefined) row[e[0]] = e[1];
+      } else {
+        const v = p.value!(input);
+        if (v !== undefined) row[p.name] = v;
+      }
+    }
+    return row;
+  };
+}
+
+function compileGroups(
+  q: CheckedQuery,
+  accept: (t: unknown) => boolean,
+): { run: (twins: Iterable<unknown>) => unknown[]; countRow: (count: number) => unknown } {
+  const keyGetters = q.groupBy.map((p) => compilePath(p).get);
+  const aggs = q.aggregates.map((a) => ({
+    name: a.name,
+    arg: a.arg ? compileExpr(a.arg, "row") : undefined,
+  }));
+  const row = compileRow(q.items, "group");
+  const newGroup = (rep: unknown, key: string): Group => ({
+    rep,
+    key,
+    accs: aggs.map((a) => makeAccumulator(a.name)),
+    results: [],
+  });
+  const keyOf =
+    keyGetters.length === 0
+      ? () => ""
+      : keyGetters.length === 1
+        ? (t: unknown) => groupKey(keyGetters[0]!(t))
+        : (t: unknown) => JSON.stringify(keyGetters.map((g) => groupKey(g(t))));
+
+  const countRow = (count: number) => row({ rep: undefined, key: "", accs: [], results: [count] });
+  const run = (twins: Iterable<unknown>) => {
+    // "For each group, a row is generated"; without GROUP BY there is exactly one group, even when empty.
+    const groups = new Map<string, Group>();
+    if (keyGetters.length === 0) groups.set("", newGroup(undefined, ""));
+    for (const t of twins) {
+      if (!accept(t)) continue;
+      const key = keyOf(t);
+      let g = groups.get(key);
+      if (!g) {
+        g = newGroup(t, key);
+        groups.set(key, g);
+      }
+      for (let i = 0; i < aggs.length; i++) {
+        const arg = aggs[i]!.arg;
+        g.accs[i]!.add(arg ? arg(t) : undefined);
+      }
+    }
+    const rows: unknown[] = [];
+    for (const g of groups.values()) {
+      g.results = g.accs.map((a) => a.result());
+      rows.push(row(g));
+    }
+    return rows;
+  };
+  return { run, countRow };
+}
