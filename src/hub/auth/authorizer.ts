@@ -1,0 +1,97 @@
+import { errors } from "../errors.js";
+import type { Permission, SharedAccessPolicy } from "./credentials.js";
+import { type ParsedToken, parseToken, signedByOneOf } from "./sas.js";
+
+export interface DeviceKeys {
+  primaryKey: string;
+  secondaryKey: string;
+  status: "enabled" | "disabled";
+}
+
+export type DeviceAuthResult = { ok: true } | { ok: false; reason: string; returnCode: 4 | 5 };
+
+/**
+ * Decides who may do what, as IoT Hub does: service calls need a policy token with the operation's
+ * permission; a device may connect with a token signed by its own key, or by a policy with DeviceConnect.
+ */
+export class Authorizer {
+  constructor(
+    private readonly policies: readonly SharedAccessPolicy[],
+    /** Whether a host name (with or without port) names this hub. */
+    private readonly isOurHost: (host: string) => boolean,
+    private readonly deviceKeys: (deviceId: string) => DeviceKeys | undefined,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  policy(name: string): SharedAccessPolicy | undefined {
+    return this.policies.find((p) => p.name === name);
+  }
+
+  /** Throws a 401 HubError unless the Authorization header grants `needed`. Never echoes the token. */
+  service(header: string | undefined, needed: Permission): string {
+    const token = parseToken(header);
+    if (!token)
+      throw errors.unauthorized("Missing or malformed SharedAccessSignature in the Authorization header");
+    this.checkLifetime(token);
+    if (!this.isOurHost(token.resource)) {
+      throw errors.unauthorized(
+        "The token's audience (sr) is not this hub: use a connection string for this hub",
+      );
+    }
+    if (token.keyName === undefined) {
+      throw errors.unauthorized(
+        "A device token cannot call service APIs: use a shared access policy connection string",
+      );
+    }
+    const policy = this.policy(token.keyName);
+    if (!policy || !signedByOneOf(token, [policy.primaryKey, policy.secondaryKey])) {
+      throw errors.unauthorized("The token's signature does not match any key of the named policy");
+    }
+    if (!policy.permissions.includes(needed)) {
+      throw errors.unauthorized(
+        `Policy '${policy.name}' lacks the ${needed} permission needed here: use a policy that has it (for example iothubowner)`,
+      );
+    }
+    return policy.name;
+  }
+
+  /** MQTT CONNECT: checks the device's password (a SAS token) for `deviceId`. */
+  device(deviceId: string, password: string | undefined): DeviceAuthResult {
+    const token = parseToken(password);
+    if (!token) return { ok: false, reason: "password is not a SharedAccessSignature", returnCode: 4 };
+    if (token.expiry * 1000 <= this.now()) return { ok: false, reason: "token expired", returnCode: 4 };
+    const device = this.deviceKeys(deviceId);
+    if (!device) return { ok: false, reason: "device not registered", returnCode: 5 };
+    const slash = token.resource.indexOf("/");
+    const host = slash < 0 ? token.resource : token.resource.slice(0, slash);
+    const path = slash < 0 ? "" : token.resource.slice(slash);
+    if (!this.isOurHost(host)) return { ok: false, reason: "token audience is another hub", returnCode: 5 };
+    let signed: boolean;
+    if (token.keyName === undefined) {
+      if (path !== `/devices/${deviceId.toLowerCase()}`) {
+        return { ok: false, reason: "token is for another device", returnCode: 5 };
+      }
+      signed = signedByOneOf(token, [device.primaryKey, device.secondaryKey]);
+    } else {
+      const policy = this.policy(token.keyName);
+      if (path !== "" && path !== `/devices/${deviceId.toLowerCase()}`) {
+        return { ok: false, reason: "token is for another device", returnCode: 5 };
+      }
+      signed =
+        !!policy &&
+        policy.permissions.includes("DeviceConnect") &&
+        signedByOneOf(token, [policy.primaryKey, policy.secondaryKey]);
+    }
+    if (!signed) return { ok: false, reason: "signature does not match the device's keys", returnCode: 4 };
+    if (device.status !== "enabled") return { ok: false, reason: "device is disabled", returnCode: 5 };
+    return { ok: true };
+  }
+
+  private checkLifetime(token: ParsedToken): void {
+    if (token.expiry * 1000 <= this.now()) {
+      throw errors.unauthorized(
+        "The SharedAccessSignature has expired: create a new one (the SDK renews its own)",
+      );
+    }
+  }
+}

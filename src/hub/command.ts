@@ -1,0 +1,95 @@
+import { readFileSync } from "node:fs";
+import { chmod, writeFile } from "node:fs/promises";
+import { relative, resolve } from "node:path";
+import { DEV_POLICIES, type SharedAccessPolicy, validatePolicies } from "./auth/credentials.js";
+import { DEFAULT_DATA_DIR, type RunningHub, startHub } from "./index.js";
+
+export interface LocalHubFlags {
+  port: number;
+  standardPorts?: boolean;
+  dataDir: string;
+  inMemory?: boolean;
+  writeEnv?: string;
+  keysFile?: string;
+  quiet?: boolean;
+}
+
+/** The `local-hub` command: start, print how to connect, run until Ctrl-C or SIGTERM. */
+export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
+  const policies = flags.keysFile ? readKeysFile(flags.keysFile) : DEV_POLICIES;
+  let hub: RunningHub;
+  try {
+    hub = await startHub({
+      port: flags.port,
+      standardPorts: flags.standardPorts,
+      dataDir: flags.dataDir ?? DEFAULT_DATA_DIR,
+      inMemory: flags.inMemory,
+      policies,
+      quiet: flags.quiet,
+    });
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    if (e.code === "EADDRINUSE")
+      throw new Error(
+        `port ${flags.standardPorts ? "443 or 8883" : flags.port} is already in use: stop what uses it, or pick another with --port (0 picks a free one)`,
+      );
+    if (e.code === "EACCES")
+      throw new Error(
+        "not allowed to bind that port: ports below 1024 need privileges; drop --standard-ports or use --port",
+      );
+    throw error;
+  }
+
+  const shown = (cs: string) =>
+    policies === DEV_POLICIES
+      ? cs
+      : cs.replace(/SharedAccessKey=[^;]*/, "SharedAccessKey=<hidden; see --write-env file>");
+  const out = (line = "") => console.log(line);
+  out(
+    `local-hub listening on ${hub.hostName} (HTTPS REST and MQTT over TLS${flags.standardPorts ? " on ports 443 and 8883" : ""})`,
+  );
+  out(`  data:   ${hub.dataDir ?? "in memory (nothing is kept after stop)"}`);
+  out(`  trust:  ${hub.caFile}   (set IOTHUB_CA_FILE to this file)`);
+  out(`  service connection string (iothubowner):`);
+  out(`    ${shown(hub.serviceConnectionString)}`);
+  out(`  device connection string (myDeviceId):`);
+  try {
+    out(`    ${shown(hub.deviceConnectionString())}`);
+  } catch {
+    out("    (myDeviceId is not registered in this hub)");
+  }
+  if (policies === DEV_POLICIES)
+    out("  These are the well-known development keys: fine on your machine, never for anything shared.");
+  if (flags.writeEnv) {
+    const file = resolve(flags.writeEnv);
+    await writeFile(file, hub.envFile(), { mode: 0o600 });
+    await chmod(file, 0o600);
+    out(`  wrote ${relative(process.cwd(), file) || file}`);
+  }
+  out("Press Ctrl-C to stop.");
+
+  const shutdown = (signal: string) => {
+    out(`\n${signal}: stopping local-hub`);
+    hub.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once("SIGINT", () => shutdown("SIGINT"));
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
+  return hub;
+}
+
+function readKeysFile(file: string): SharedAccessPolicy[] {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, "utf8"));
+  } catch (error) {
+    throw new Error(`cannot read --keys-file ${file}: ${(error as Error).message.split("\n")[0]}`);
+  }
+  try {
+    return validatePolicies((parsed as { policies?: unknown })?.policies);
+  } catch (error) {
+    throw new Error(`--keys-file ${file}: ${(error as Error).message}`);
+  }
+}

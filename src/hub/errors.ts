@@ -1,0 +1,54 @@
+import { ERROR_CODES } from "./protocol.js";
+
+type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
+
+/** An error the hub answers with IoT Hub's status code and error body. */
+export class HubError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: ErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+
+  /**
+   * IoT Hub's error body. The SDK splits `Message` on ";" and takes the code after "ErrorCode:",
+   * so the human text must not contain ";".
+   */
+  body(): { Message: string; ExceptionMessage: string } {
+    const text = this.message.replaceAll(";", ",");
+    return { Message: `ErrorCode:${this.code};${text}`, ExceptionMessage: `Tracking ID:local-hub ${text}` };
+  }
+}
+
+/** The one error factory: every error the hub sends is made here. */
+export const errors = {
+  badRequest: (message: string) => new HubError(400, ERROR_CODES.argumentInvalid, message),
+  badQuery: (message: string) => new HubError(400, ERROR_CODES.sqlQueryInvalid, message),
+  badContinuation: (message: string) => new HubError(400, ERROR_CODES.invalidContinuationToken, message),
+  unauthorized: (message: string) => new HubError(401, ERROR_CODES.iotHubUnauthorizedAccess, message),
+  deviceNotFound: (deviceId: string) =>
+    new HubError(
+      404,
+      ERROR_CODES.deviceNotFound,
+      `Device ${JSON.stringify(deviceId)} is not registered in this hub`,
+    ),
+  routeNotFound: (what: string) =>
+    new HubError(404, ERROR_CODES.notFound, `${what} is not an operation of this hub`),
+  methodNotAllowed: (what: string) => new HubError(405, ERROR_CODES.methodNotAllowed, what),
+  deviceExists: (deviceId: string) =>
+    new HubError(
+      409,
+      ERROR_CODES.deviceAlreadyExists,
+      `A device with ID ${JSON.stringify(deviceId)} is already registered`,
+    ),
+  staleEtag: (what: string) =>
+    new HubError(
+      412,
+      ERROR_CODES.preconditionFailed,
+      `Precondition failed: the ${what} etag does not match the current one`,
+    ),
+  tooLarge: (message: string) => new HubError(413, ERROR_CODES.requestEntityTooLarge, message),
+  internal: (message: string) => new HubError(500, ERROR_CODES.serverError, message),
+};

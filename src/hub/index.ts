@@ -1,0 +1,184 @@
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { Authorizer } from "./auth/authorizer.js";
+import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
+import { createTlsListener } from "./listener.js";
+import { createMqttFrontend } from "./mqtt/broker.js";
+import { DeviceRegistry } from "./registry.js";
+import { createRestApi } from "./rest/server.js";
+import { SqliteStore } from "./store/sqlite.js";
+import { ensureCertificates } from "./tls/certs.js";
+
+export { DEV_POLICIES, TUTORIAL_DEVICE } from "./auth/credentials.js";
+
+export const DEFAULT_PORT = 18883;
+export const DEFAULT_DATA_DIR = ".local-hub";
+/** IoT Hub's own ports: HTTPS and MQTT over TLS. */
+export const STANDARD_PORTS = [443, 8883] as const;
+/** Names the hub's certificate covers and its tokens may be addressed to. */
+const LOCAL_NAMES = ["localhost", "127.0.0.1", "::1"];
+
+export interface HubOptions {
+  /** TLS port serving both HTTPS and MQTT; 0 picks a free one. Default 18883. */
+  port?: number;
+  /** Serve IoT Hub's standard ports (443 and 8883) instead, so `HostName=localhost` works unmodified. */
+  standardPorts?: boolean;
+  /** Where the database and certificates live. Default `./.local-hub`. */
+  dataDir?: string;
+  /** Keep twins in memory only (certificates go to a temporary directory removed on stop). */
+  inMemory?: boolean;
+  /** Shared access policies; default the well-known development ones. */
+  policies?: readonly SharedAccessPolicy[];
+  /** "full" also survives power loss (fsync per write); "normal" survives a killed hub. */
+  durability?: "normal" | "full";
+  /** One line per operation; default stdout. */
+  log?: (line: string) => void;
+  quiet?: boolean;
+}
+
+export type PolicyName = "iothubowner" | "service" | "registryRead" | "registryReadWrite" | "device";
+
+export interface RunningHub {
+  /** The HostName of both connection strings. */
+  hostName: string;
+  port: number;
+  ports: number[];
+  dataDir: string | undefined;
+  caFile: string;
+  caPem: string;
+  /** iothubowner. */
+  serviceConnectionString: string;
+  connectionStringFor(policy: PolicyName | string): string;
+  deviceConnectionString(deviceId?: string): string;
+  /** The dotenv lines the tutorial's tools read. */
+  envFile(deviceId?: string): string;
+  readonly connectedDevices: number;
+  stop(): Promise<void>;
+}
+
+export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
+  const log = options.quiet
+    ? () => {}
+    : (options.log ?? ((line: string) => console.log(`[local-hub] ${line}`)));
+  const policies = options.policies ?? DEV_POLICIES;
+  const dataDir = options.inMemory ? undefined : resolve(options.dataDir ?? DEFAULT_DATA_DIR);
+  const certDir = dataDir ?? mkdtempSync(join(tmpdir(), "local-hub-"));
+  mkdirSync(certDir, { recursive: true, mode: 0o700 });
+
+  const certs = await ensureCertificates(certDir, LOCAL_NAMES);
+  const store = new SqliteStore(dataDir, options.durability);
+  const ports: number[] = [];
+  const isOurHost = (host: string) => {
+    const m = /^(\[[^\]]*\]|[^:]+|::1)(?::(\d+))?$/.exec(host.toLowerCase());
+    if (!m) return false;
+    const name = m[1].replace(/^\[|\]$/g, "");
+    if (!LOCAL_NAMES.includes(name)) return false;
+    if (m[2] === undefined) return options.standardPorts === true;
+    return ports.includes(Number(m[2]));
+  };
+
+  // Hooks are wired after both sides exist: the registry tells MQTT about desired changes and revocations.
+  let mqtt: Awaited<ReturnType<typeof createMqttFrontend>> | undefined;
+  const registry = new DeviceRegistry(store, {
+    desiredChanged: (id, patch, version) => mqtt?.pushDesired(id, patch, version),
+    deviceRevoked: (id) => mqtt?.disconnect(id),
+  });
+  if (registry.size === 0) {
+    registry.create(TUTORIAL_DEVICE.deviceId, {
+      authentication: {
+        symmetricKey: { primaryKey: TUTORIAL_DEVICE.primaryKey, secondaryKey: TUTORIAL_DEVICE.secondaryKey },
+      },
+    });
+    log(`registered the tutorial device ${TUTORIAL_DEVICE.deviceId}`);
+  }
+  const authorizer = new Authorizer(policies, isOurHost, (id) => registry.find(id));
+  mqtt = await createMqttFrontend({ registry, authorizer, log });
+  const rest = await createRestApi({ registry, authorizer, log });
+
+  const listeners: Array<ReturnType<typeof createTlsListener>> = [];
+  const close = async () => {
+    await Promise.all(listeners.map((l) => l.close()));
+    await mqtt?.close();
+    await rest.close();
+    store.close();
+    if (!dataDir) rmSync(certDir, { recursive: true, force: true });
+  };
+
+  try {
+    const wanted = options.standardPorts ? [...STANDARD_PORTS] : [options.port ?? DEFAULT_PORT];
+    for (const port of wanted) {
+      // Loopback only: the development keys are public, so the hub must not be reachable from the network.
+      const v4 = createTlsListener(certs, { http: rest.server, mqtt: (s) => mqtt?.handle(s) }, log);
+      listeners.push(v4);
+      const bound = await listen(v4.server, port, "127.0.0.1");
+      ports.push(bound);
+      // Also on ::1 where the machine has it, since "localhost" may resolve there first.
+      const v6 = createTlsListener(certs, { http: rest.server, mqtt: (s) => mqtt?.handle(s) }, log);
+      try {
+        await listen(v6.server, bound, "::1");
+        listeners.push(v6);
+      } catch {
+        // No IPv6 loopback here; IPv4 is enough.
+      }
+    }
+  } catch (error) {
+    await close();
+    throw error;
+  }
+
+  const port = ports[0];
+  const hostName = options.standardPorts ? "localhost" : `localhost:${port}`;
+  const connectionStringFor = (name: string) => {
+    const policy = policies.find((p) => p.name === name);
+    if (!policy) throw new Error(`No shared access policy named ${name}`);
+    return `HostName=${hostName};SharedAccessKeyName=${policy.name};SharedAccessKey=${policy.primaryKey}`;
+  };
+  const deviceConnectionString = (deviceId: string = TUTORIAL_DEVICE.deviceId) => {
+    const device = registry.require(deviceId);
+    return `HostName=${hostName};DeviceId=${deviceId};SharedAccessKey=${device.primaryKey}`;
+  };
+  const owner =
+    policies.find(
+      (p) => p.permissions.includes("RegistryWrite") && p.permissions.includes("ServiceConnect"),
+    ) ?? policies[0];
+
+  let stopped: Promise<void> | undefined;
+  return {
+    hostName,
+    port,
+    ports,
+    dataDir,
+    caFile: certs.caFile,
+    caPem: certs.caPem,
+    serviceConnectionString: connectionStringFor(owner.name),
+    connectionStringFor,
+    deviceConnectionString,
+    envFile: (deviceId = TUTORIAL_DEVICE.deviceId) =>
+      [
+        `IOTHUB_CONNECTION_STRING=${connectionStringFor(owner.name)}`,
+        `IOTHUB_DEVICE_CONNECTION_STRING=${deviceConnectionString(deviceId)}`,
+        `IOTHUB_DEVICE_ID=${deviceId}`,
+        `IOTHUB_CA_FILE=${certs.caFile}`,
+        "",
+      ].join("\n"),
+    get connectedDevices() {
+      return mqtt?.connectedCount ?? 0;
+    },
+    stop: () => {
+      stopped ??= close();
+      return stopped;
+    },
+  };
+}
+
+function listen(server: import("node:net").Server, port: number, host: string): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolvePort((server.address() as AddressInfo).port);
+    });
+  });
+}

@@ -1,0 +1,160 @@
+import type { Duplex } from "node:stream";
+import { Aedes, type AuthenticateError, type Client } from "aedes";
+import type { Authorizer } from "../auth/authorizer.js";
+import { HubError } from "../errors.js";
+import { TOPICS } from "../protocol.js";
+import type { DeviceRegistry } from "../registry.js";
+import { renderDeviceTwin } from "../twin/twin.js";
+import { classifyPublish, isDownstream, maySubscribe } from "./topics.js";
+
+export interface MqttFrontend {
+  handle(stream: Duplex): void;
+  /** Sends a desired-property patch to the device if it is connected and subscribed. */
+  pushDesired(deviceId: string, patch: Record<string, unknown>, version: number): void;
+  /** Drops the device's connection (disabled, deleted or re-keyed). */
+  disconnect(deviceId: string): void;
+  readonly connectedCount: number;
+  close(): Promise<void>;
+}
+
+/**
+ * The device side: aedes does MQTT 3.1.1; the hub plugs in through its hooks. Twin requests are consumed
+ * here and answered only to the client that asked (the response topics are the same for every device, so
+ * they must never go through the broker's fan-out).
+ */
+export async function createMqttFrontend(opts: {
+  registry: DeviceRegistry;
+  authorizer: Authorizer;
+  log: (line: string) => void;
+  onTelemetry?: (deviceId: string, topic: string, payload: Buffer) => void;
+}): Promise<MqttFrontend> {
+  const { registry, authorizer, log } = opts;
+  const clients = new Map<string, Client>();
+  const desiredSubscribers = new WeakSet<Client>();
+
+  const broker = await Aedes.createBroker({
+    // IoT Hub's username is "<host>/<deviceId>/?api-version=..."; the client id is the device id.
+    authenticate(client, username, password, done) {
+      const deviceId = client.id;
+      const userDevice = username?.split("/")[1];
+      const result =
+        userDevice !== deviceId
+          ? { ok: false as const, reason: "username does not name this device", returnCode: 4 as const }
+          : authorizer.device(deviceId, password?.toString("utf8"));
+      if (result.ok) return done(null, true);
+      log(`MQTT ${deviceId} connect refused: ${result.reason}`);
+      const err = new Error(result.reason) as AuthenticateError;
+      err.returnCode = result.returnCode;
+      done(err, false);
+    },
+
+    authorizeSubscribe(client, subscription, done) {
+      if (maySubscribe(client.id, subscription.topic)) {
+        if (subscription.topic === TOPICS.twinDesiredFilter) desiredSubscribers.add(client);
+        return done(null, subscription);
+      }
+      log(`MQTT ${client.id} subscribe refused: ${subscription.topic}`);
+      // A null subscription answers SUBACK 0x80 (failure) for this filter (MQTT 3.1.1, 3.9.3).
+      done(null, null);
+    },
+
+    authorizePublish(client, packet, done) {
+      if (!client) return done(null);
+      const request = classifyPublish(client.id, packet.topic);
+      switch (request.kind) {
+        case "twinGet":
+          reply(
+            client,
+            200,
+            request.rid,
+            undefined,
+            JSON.stringify(renderDeviceTwin(registry.require(client.id))),
+          );
+          return done(null);
+        case "reportedPatch": {
+          try {
+            const patch = JSON.parse(packet.payload.toString("utf8"));
+            const version = registry.updateReported(client.id, patch);
+            log(`MQTT ${client.id} reported patch -> $version ${version}`);
+            reply(client, 204, request.rid, version, "");
+          } catch (error) {
+            const status =
+              error instanceof HubError ? error.status : error instanceof SyntaxError ? 400 : 500;
+            const message =
+              error instanceof HubError
+                ? error.message
+                : error instanceof SyntaxError
+                  ? "payload is not JSON"
+                  : "hub error";
+            log(`MQTT ${client.id} reported patch refused (${status}): ${message}`);
+            reply(client, status, request.rid, undefined, JSON.stringify({ message }));
+          }
+          return done(null);
+        }
+        case "telemetry":
+          registry.touch(client.id);
+          opts.onTelemetry?.(client.id, packet.topic, packet.payload as Buffer);
+          return done(null);
+        case "methodResponse":
+          return done(null);
+        default:
+          // Failing authorizePublish closes the connection, as IoT Hub does for a publish outside the device's topics.
+          log(`MQTT ${client.id} publish refused: ${packet.topic}`);
+          return done(new Error("topic not allowed for this device"));
+      }
+    },
+
+    // Defence in depth: the broker forwards nothing to a client but the hub's own downstream messages.
+    authorizeForward(client, packet) {
+      return isDownstream(client.id, packet.topic) ? packet : null;
+    },
+  });
+
+  broker.on("clientReady", (client) => {
+    clients.set(client.id, client);
+    registry.setConnected(client.id, true);
+    log(`MQTT ${client.id} connected`);
+  });
+  broker.on("clientDisconnect", (client) => {
+    if (clients.get(client.id) !== client) return;
+    clients.delete(client.id);
+    registry.setConnected(client.id, false);
+    log(`MQTT ${client.id} disconnected`);
+  });
+
+  function reply(client: Client, status: number, rid: string, version: number | undefined, body: string) {
+    client.publish(
+      {
+        cmd: "publish",
+        topic: TOPICS.twinResponse(status, rid, version),
+        payload: Buffer.from(body),
+        qos: 0,
+        retain: false,
+        dup: false,
+      },
+      () => {},
+    );
+  }
+
+  return {
+    handle: (stream) => {
+      broker.handle(stream);
+    },
+    pushDesired(deviceId, patch, version) {
+      const client = clients.get(deviceId);
+      if (!client || !desiredSubscribers.has(client)) return;
+      const payload = Buffer.from(JSON.stringify({ ...patch, $version: version }));
+      client.publish(
+        { cmd: "publish", topic: TOPICS.desiredUpdate(version), payload, qos: 0, retain: false, dup: false },
+        () => {},
+      );
+    },
+    disconnect(deviceId) {
+      clients.get(deviceId)?.close();
+    },
+    get connectedCount() {
+      return clients.size;
+    },
+    close: () => new Promise<void>((resolve) => broker.close(() => resolve())),
+  };
+}

@@ -1,0 +1,57 @@
+/**
+ * IoT Hub's wire vocabulary, in one place: REST header names, MQTT topics, error codes.
+ * See ../../../shared/iothub-protocol-notes.md and the IoT Hub MQTT/REST docs.
+ */
+
+export const API_VERSION = "2021-04-12";
+
+export const HEADERS = {
+  authorization: "authorization",
+  ifMatch: "if-match",
+  etag: "etag",
+  continuation: "x-ms-continuation",
+  maxItemCount: "x-ms-max-item-count",
+  itemType: "x-ms-item-type",
+  requestId: "request-id",
+} as const;
+
+/** Error codes IoT Hub puts in `Message: "ErrorCode:<code>;<text>"`; the SDK maps some of them to typed errors. */
+export const ERROR_CODES = {
+  argumentInvalid: "ArgumentInvalid",
+  argumentNull: "ArgumentNull",
+  invalidProtocolVersion: "InvalidProtocolVersion",
+  iotHubUnauthorizedAccess: "IotHubUnauthorizedAccess",
+  iotHubUnauthorized: "IotHubUnauthorized",
+  deviceNotFound: "DeviceNotFound",
+  deviceAlreadyExists: "DeviceAlreadyExists",
+  preconditionFailed: "PreconditionFailed",
+  requestEntityTooLarge: "RequestEntityTooLarge",
+  sqlQueryInvalid: "SqlQueryInvalid",
+  invalidContinuationToken: "InvalidContinuationToken",
+  notFound: "NotFound",
+  methodNotAllowed: "MethodNotAllowed",
+  serverError: "ServerError",
+} as const;
+
+/** MQTT topics of a device, as "Communicate with an IoT hub using the MQTT protocol" names them. */
+export const TOPICS = {
+  twinResponsePrefix: "$iothub/twin/res/",
+  twinGetPrefix: "$iothub/twin/GET/",
+  twinReportedPrefix: "$iothub/twin/PATCH/properties/reported/",
+  twinDesiredPrefix: "$iothub/twin/PATCH/properties/desired/",
+  twinResponseFilter: "$iothub/twin/res/#",
+  twinDesiredFilter: "$iothub/twin/PATCH/properties/desired/#",
+  methodsFilter: "$iothub/methods/POST/#",
+  methodsResponsePrefix: "$iothub/methods/res/",
+  telemetryPrefix: (deviceId: string) => `devices/${deviceId}/messages/events/`,
+  cloudToDeviceFilter: (deviceId: string) => `devices/${deviceId}/messages/devicebound/#`,
+  twinResponse: (status: number, rid: string, version?: number) =>
+    `$iothub/twin/res/${status}/?$rid=${rid}${version === undefined ? "" : `&$version=${version}`}`,
+  desiredUpdate: (version: number) => `$iothub/twin/PATCH/properties/desired/?$version=${version}`,
+} as const;
+
+/** MQTT 3.1.1 CONNACK return codes (spec 3.2.2.3). */
+export const CONNACK = {
+  badUsernameOrPassword: 4,
+  notAuthorized: 5,
+} as const;

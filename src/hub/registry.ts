@@ -1,0 +1,360 @@
+import { randomBytes } from "node:crypto";
+import { isBase64Key } from "./auth/credentials.js";
+import { errors } from "./errors.js";
+import type { Store } from "./store/store.js";
+import { type DeviceRecord, NEVER } from "./twin/device.js";
+import { applyChange, emptyTwin, isPlainObject, renderTwin, type TwinChange, twinEtag } from "./twin/twin.js";
+import type { TwinDocument, TwinSource } from "./twin/types.js";
+
+/** Device IDs: up to 128 ASCII letters, digits and `-.+%_#*?!(),:=@$'` ("Understand the identity registry"). */
+const DEVICE_ID = /^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,128}$/;
+
+export interface IdentityInput {
+  deviceId?: unknown;
+  status?: unknown;
+  statusReason?: unknown;
+  authentication?: { symmetricKey?: { primaryKey?: unknown; secondaryKey?: unknown }; type?: unknown } | null;
+  capabilities?: { iotEdge?: unknown } | null;
+}
+
+export interface RegistryHooks {
+  /** A desired-property change to push to the device: the patch as applied plus its new `$version`. */
+  desiredChanged?(deviceId: string, patch: Record<string, unknown>, version: number): void;
+  /** The device was disabled or deleted: drop its connection. */
+  deviceRevoked?(deviceId: string): void;
+}
+
+/**
+ * The identity registry and twins: live state in memory, every change written to the store before it is
+ * acknowledged. It is the only place that changes devices, so REST and MQTT see the same rules.
+ */
+export class DeviceRegistry implements TwinSource {
+  private readonly devices = new Map<string, DeviceRecord>();
+  /** Rendered twin documents, rebuilt lazily after a change (queries read them without copying). */
+  private readonly rendered = new Map<string, TwinDocument>();
+  private sortedIds: string[] | null = null;
+  private etagCounter = 0;
+
+  constructor(
+    private readonly store: Store,
+    private readonly hooks: RegistryHooks = {},
+    private readonly clock: () => Date = () => new Date(),
+  ) {
+    for (const record of store.loadAll()) {
+      // Nobody is connected to a hub that just started.
+      record.connectionState = "Disconnected";
+      this.devices.set(record.deviceId, record);
+    }
+  }
+
+  get size(): number {
+    return this.devices.size;
+  }
+
+  private now(): string {
+    return this.clock().toISOString();
+  }
+
+  find(deviceId: string): DeviceRecord | undefined {
+    return this.devices.get(deviceId);
+  }
+
+  require(deviceId: string): DeviceRecord {
+    const record = this.devices.get(deviceId);
+    if (!record) throw errors.deviceNotFound(deviceId);
+    return record;
+  }
+
+  private newEtag(): string {
+    this.etagCounter = (this.etagCounter + 1) % 1e9;
+    return Buffer.from(`${Date.now().toString(36)}${this.etagCounter}`).toString("base64");
+  }
+
+  private save(record: DeviceRecord): void {
+    this.store.put(record);
+    this.devices.set(record.deviceId, record);
+    this.rendered.delete(record.deviceId);
+  }
+
+  /** Builds a new device record from a registry PUT body, validating everything first. */
+  private buildNew(deviceId: string, input: IdentityInput): DeviceRecord {
+    if (!DEVICE_ID.test(deviceId)) {
+      throw errors.badRequest(
+        `Invalid device ID ${JSON.stringify(deviceId.slice(0, 140))}: use up to 128 letters, digits and -.+%_#*?!(),:=@$'`,
+      );
+    }
+    const now = this.now();
+    const status = parseStatus(input.status, "enabled");
+    const keys = parseKeys(input, undefined);
+    return {
+      deviceId,
+      generationId: `${Date.now()}${randomBytes(3).readUIntBE(0, 3)}`,
+      etag: this.newEtag(),
+      status,
+      statusReason: typeof input.statusReason === "string" ? input.statusReason : null,
+      statusUpdatedTime: NEVER,
+      connectionState: "Disconnected",
+      connectionStateUpdatedTime: NEVER,
+      lastActivityTime: NEVER,
+      primaryKey: keys.primaryKey,
+      secondaryKey: keys.secondaryKey,
+      iotEdge: input.capabilities?.iotEdge === true,
+      twin: emptyTwin(now),
+    };
+  }
+
+  create(deviceId: string, input: IdentityInput): DeviceRecord {
+    checkBodyId(deviceId, input);
+    if (this.devices.has(deviceId)) throw errors.deviceExists(deviceId);
+    const record = this.buildNew(deviceId, input);
+    this.save(record);
+    this.sortedIds = null;
+    return record;
+  }
+
+  update(deviceId: string, input: IdentityInput, ifMatch: string): DeviceRecord {
+    checkBodyId(deviceId, input);
+    const current = this.require(deviceId);
+    checkEtag(ifMatch, current.etag, "device");
+    const status = parseStatus(input.status, current.status);
+    const keys = parseKeys(input, current);
+    const next: DeviceRecord = {
+      ...current,
+      etag: this.newEtag(),
+      status,
+      statusReason: typeof input.statusReason === "string" ? input.statusReason : current.statusReason,
+      statusUpdatedTime: status === current.status ? current.statusUpdatedTime : this.now(),
+      primaryKey: keys.primaryKey,
+      secondaryKey: keys.secondaryKey,
+      iotEdge:
+        input.capabilities?.iotEdge === undefined ? current.iotEdge : input.capabilities.iotEdge === true,
+    };
+    this.save(next);
+    if (
+      status === "disabled" ||
+      keys.primaryKey !== current.primaryKey ||
+      keys.secondaryKey !== current.secondaryKey
+    ) {
+      this.hooks.deviceRevoked?.(deviceId);
+    }
+    return next;
+  }
+
+  delete(deviceId: string, ifMatch: string): void {
+    const current = this.require(deviceId);
+    checkEtag(ifMatch, current.etag, "device");
+    this.store.delete(deviceId);
+    this.devices.delete(deviceId);
+    this.rendered.delete(deviceId);
+    this.sortedIds = null;
+    this.hooks.deviceRevoked?.(deviceId);
+  }
+
+  /** Bulk create (the SDK's `addDevices`): all are validated before any is written, written in one transaction. */
+  createMany(inputs: Array<{ id: string; input: IdentityInput }>): DeviceRecord[] {
+    const seen = new Set<string>();
+    const records = inputs.map(({ id, input }) => {
+      if (this.devices.has(id) || seen.has(id)) throw errors.deviceExists(id);
+      seen.add(id);
+      return this.buildNew(id, input);
+    });
+    this.store.putMany(records);
+    for (const r of records) this.devices.set(r.deviceId, r);
+    this.sortedIds = null;
+    return records;
+  }
+
+  list(top: number): DeviceRecord[] {
+    return this.ids()
+      .slice(0, top)
+      .map((id) => this.devices.get(id)!);
+  }
+
+  statistics() {
+    let enabled = 0;
+    for (const d of this.devices.values()) if (d.status === "enabled") enabled++;
+    return {
+      totalDeviceCount: this.devices.size,
+      enabledDeviceCount: enabled,
+      disabledDeviceCount: this.devices.size - enabled,
+    };
+  }
+
+  twin(deviceId: string): TwinDocument {
+    const cached = this.rendered.get(deviceId);
+    if (cached) return cached;
+    const doc = renderTwin(this.require(deviceId));
+    this.rendered.set(deviceId, doc);
+    return doc;
+  }
+
+  /** Service-side twin PATCH/PUT: tags and desired properties, guarded by the twin etag. */
+  updateTwin(deviceId: string, body: unknown, ifMatch: string | undefined, replace: boolean): TwinDocument {
+    const current = this.require(deviceId);
+    if (ifMatch !== undefined) checkEtag(ifMatch, twinEtag(current.twin.version), "twin");
+    if (!isPlainObject(body)) throw errors.badRequest("The twin patch must be a JSON object");
+    const change: TwinChange = { replace };
+    for (const key of Object.keys(body)) {
+      if (key === "tags") continue;
+      if (key === "properties") continue;
+      // Read-only and identity fields may be echoed back by clients that send a whole twin; they are ignored
+      // as IoT Hub does, but anything else is a mistake worth reporting.
+      if (!READ_ONLY_TWIN_FIELDS.has(key))
+        throw errors.badRequest(
+          `Unknown twin field ${JSON.stringify(key)}: a patch may set tags and properties.desired`,
+        );
+    }
+    if (body.tags !== undefined) change.tags = body.tags as Record<string, unknown>;
+    if (body.properties !== undefined) {
+      if (!isPlainObject(body.properties)) throw errors.badRequest("properties must be a JSON object");
+      for (const key of Object.keys(body.properties)) {
+        if (key !== "desired" && key !== "reported")
+          throw errors.badRequest(`Unknown section properties.${key}`);
+      }
+      if (body.properties.reported !== undefined && !replace) {
+        throw errors.badRequest(
+          "Reported properties can only be set by the device: patch properties.desired or tags",
+        );
+      }
+      if (body.properties.desired !== undefined) change.desired = stripReadOnly(body.properties.desired);
+    }
+    const twin = applyChange(current.twin, change, this.now());
+    if (twin.version === current.twin.version) return this.twin(deviceId);
+    this.save({ ...current, twin });
+    if (change.desired) {
+      this.hooks.desiredChanged?.(
+        deviceId,
+        replace ? twin.desired.props : change.desired,
+        twin.desired.version,
+      );
+    }
+    return this.twin(deviceId);
+  }
+
+  /** Device-side reported patch (MQTT); returns the new reported `$version`. */
+  updateReported(deviceId: string, patch: unknown): number {
+    const current = this.require(deviceId);
+    const twin = applyChange(current.twin, { reported: patch as Record<string, unknown> }, this.now());
+    this.save({ ...current, twin, lastActivityTime: this.now() });
+    return twin.reported.version;
+  }
+
+  /** Connection state is kept for the twin and identity; it does not change the twin version. */
+  setConnected(deviceId: string, connected: boolean): void {
+    const current = this.devices.get(deviceId);
+    if (!current) return;
+    const now = this.now();
+    this.save({
+      ...current,
+      connectionState: connected ? "Connected" : "Disconnected",
+      connectionStateUpdatedTime: now,
+      lastActivityTime: connected ? now : current.lastActivityTime,
+    });
+  }
+
+  touch(deviceId: string): void {
+    const current = this.devices.get(deviceId);
+    if (current) this.save({ ...current, lastActivityTime: this.now() });
+  }
+
+  private ids(): string[] {
+    if (!this.sortedIds) this.sortedIds = [...this.devices.keys()].sort(compareIds);
+    return this.sortedIds;
+  }
+
+  /** TwinSource for the query engine: ascending deviceId, strictly after `afterId`. */
+  *scan(afterId?: string): Iterable<TwinDocument> {
+    const ids = this.ids();
+    let i = 0;
+    if (afterId !== undefined) {
+      // Binary search for the first id greater than afterId.
+      let lo = 0;
+      let hi = ids.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (compareIds(ids[mid], afterId) <= 0) lo = mid + 1;
+        else hi = mid;
+      }
+      i = lo;
+    }
+    for (; i < ids.length; i++) {
+      // The id list can be stale if a device was deleted while a page was being walked.
+      if (this.devices.has(ids[i])) yield this.twin(ids[i]);
+    }
+  }
+}
+
+const READ_ONLY_TWIN_FIELDS = new Set([
+  "deviceId",
+  "etag",
+  "deviceEtag",
+  "status",
+  "statusReason",
+  "statusUpdateTime",
+  "connectionState",
+  "lastActivityTime",
+  "cloudToDeviceMessageCount",
+  "authenticationType",
+  "x509Thumbprint",
+  "modelId",
+  "version",
+  "capabilities",
+  "moduleId",
+]);
+
+function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** Clients that send a whole twin back echo `$metadata` and `$version`; those are read-only. */
+function stripReadOnly(section: unknown): Record<string, unknown> {
+  if (!isPlainObject(section)) throw errors.badRequest("properties.desired must be a JSON object");
+  const { $metadata: _m, $version: _v, ...rest } = section;
+  return rest;
+}
+
+function checkBodyId(deviceId: string, input: IdentityInput): void {
+  if (!isPlainObject(input)) throw errors.badRequest("The device identity must be a JSON object");
+  if (input.deviceId !== undefined && input.deviceId !== deviceId) {
+    throw errors.badRequest("The deviceId in the body does not match the one in the URL");
+  }
+}
+
+/** If-Match: `*` matches anything; otherwise the (quoted or bare) etag must be current. */
+function checkEtag(ifMatch: string, current: string, what: string): void {
+  const given = ifMatch
+    .trim()
+    .replace(/^W\//, "")
+    .replace(/^"(.*)"$/, "$1");
+  if (given !== "*" && given !== current) throw errors.staleEtag(what);
+}
+
+function parseStatus(value: unknown, fallback: "enabled" | "disabled"): "enabled" | "disabled" {
+  if (value === undefined || value === null) return fallback;
+  if (value === "enabled" || value === "disabled") return value;
+  throw errors.badRequest(`Invalid status ${JSON.stringify(value)}: use "enabled" or "disabled"`);
+}
+
+function parseKeys(
+  input: IdentityInput,
+  current: DeviceRecord | undefined,
+): { primaryKey: string; secondaryKey: string } {
+  const auth = input.authentication;
+  if (auth?.type !== undefined && auth.type !== null && auth.type !== "sas") {
+    throw errors.badRequest(
+      `Authentication type ${JSON.stringify(auth.type)} is not supported by local-hub: use "sas"`,
+    );
+  }
+  const pick = (value: unknown, existing: string | undefined, which: string) => {
+    if (value === undefined || value === null || value === "")
+      return existing ?? randomBytes(32).toString("base64");
+    if (typeof value !== "string" || !isBase64Key(value)) {
+      throw errors.badRequest(`The ${which} key must be base64 of 16 to 64 bytes`);
+    }
+    return value;
+  };
+  return {
+    primaryKey: pick(auth?.symmetricKey?.primaryKey, current?.primaryKey, "primary"),
+    secondaryKey: pick(auth?.symmetricKey?.secondaryKey, current?.secondaryKey, "secondary"),
+  };
+}

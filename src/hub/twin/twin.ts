@@ -1,0 +1,243 @@
+import { errors } from "../errors.js";
+import type { DeviceRecord, SectionState, TwinState } from "./device.js";
+import type { TwinDocument, TwinSection } from "./types.js";
+
+/**
+ * Twin semantics from "Understand and use device twins in IoT Hub": JSON merge patches (null deletes),
+ * `$version` per section, one twin `version` per change, `$metadata` with `$lastUpdated`, and the limits below.
+ */
+export const LIMITS = {
+  /** Keys: up to 1 KB of UTF-8, no control characters, '.', '$' or space. */
+  keyBytes: 1024,
+  /** String values: up to 4 KB of UTF-8. */
+  stringBytes: 4096,
+  /** "All JSON objects in tags, desired, and reported properties can have a maximum depth of 10." */
+  depth: 10,
+  /** Section sizes, counted without read-only metadata. */
+  sectionBytes: { tags: 8 * 1024, desired: 32 * 1024, reported: 32 * 1024 },
+  maxInteger: 4503599627370495,
+  minInteger: -4503599627370496,
+} as const;
+
+type SectionName = "tags" | "desired" | "reported";
+
+// C0 and C1 control characters, '.', '$' and space are not allowed in keys.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+const BAD_KEY = /[\u0000-\u001f\u007f-\u009f.$ ]/;
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Validates a patch for one section; throws a 400 HubError naming the offending path. */
+export function validatePatch(
+  section: SectionName,
+  patch: unknown,
+): asserts patch is Record<string, unknown> {
+  if (!isPlainObject(patch)) throw errors.badRequest(`${section} must be a JSON object`);
+  walk(patch, section, 1);
+
+  function walk(obj: Record<string, unknown>, path: string, depth: number): void {
+    if (depth > LIMITS.depth) throw errors.badRequest(`${path} is nested deeper than ${LIMITS.depth} levels`);
+    for (const [key, value] of Object.entries(obj)) {
+      const at = `${path}.${key}`;
+      if (key.length === 0 || BAD_KEY.test(key)) {
+        throw errors.badRequest(
+          `Invalid property name ${JSON.stringify(key)} at ${path}: names cannot be empty or contain '.', '$', spaces or control characters`,
+        );
+      }
+      if (Buffer.byteLength(key) > LIMITS.keyBytes)
+        throw errors.badRequest(`A property name at ${path} is longer than 1 KB`);
+      checkValue(value, at, depth);
+    }
+  }
+
+  function checkValue(value: unknown, at: string, depth: number): void {
+    if (value === null || typeof value === "boolean") return;
+    if (typeof value === "number") {
+      if (!Number.isFinite(value)) throw errors.badRequest(`${at} is not a finite number`);
+      if (Number.isInteger(value) && (value > LIMITS.maxInteger || value < LIMITS.minInteger)) {
+        throw errors.badRequest(`${at} is outside the integer range IoT Hub supports (±4503599627370495)`);
+      }
+      return;
+    }
+    if (typeof value === "string") {
+      if (Buffer.byteLength(value) > LIMITS.stringBytes)
+        throw errors.badRequest(`${at} is a string longer than 4 KB`);
+      return;
+    }
+    if (Array.isArray(value)) {
+      for (const [i, item] of value.entries()) {
+        if (item === null) throw errors.badRequest(`${at}[${i}] is null: arrays cannot hold null`);
+        if (isPlainObject(item)) walk(item, `${at}[${i}]`, depth + 1);
+        else checkValue(item, `${at}[${i}]`, depth + 1);
+      }
+      return;
+    }
+    if (isPlainObject(value)) {
+      walk(value, at, depth + 1);
+      return;
+    }
+    throw errors.badRequest(`${at} has an unsupported value type`);
+  }
+}
+
+/** Applies a JSON merge patch to `props` and its metadata tree in place. */
+function mergeInto(
+  props: Record<string, unknown>,
+  meta: Record<string, unknown>,
+  patch: Record<string, unknown>,
+  stamp: MetaStamp,
+): void {
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) {
+      delete props[key];
+      delete meta[key];
+      continue;
+    }
+    const current = props[key];
+    if (isPlainObject(value) && isPlainObject(current)) {
+      const childMeta = isPlainObject(meta[key]) ? (meta[key] as Record<string, unknown>) : {};
+      Object.assign(childMeta, stamp.node());
+      meta[key] = childMeta;
+      mergeInto(current, childMeta, value, stamp);
+    } else {
+      const fresh = stripNulls(value);
+      props[key] = fresh;
+      meta[key] = metaFor(fresh, stamp);
+    }
+  }
+}
+
+/** Merge-patch semantics: nulls inside a newly added object mean "absent". */
+function stripNulls(value: unknown): unknown {
+  if (!isPlainObject(value)) return structuredClone(value);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) if (v !== null) out[k] = stripNulls(v);
+  return out;
+}
+
+function metaFor(value: unknown, stamp: MetaStamp): Record<string, unknown> {
+  const node = stamp.node();
+  if (isPlainObject(value)) for (const [k, v] of Object.entries(value)) node[k] = metaFor(v, stamp);
+  return node;
+}
+
+class MetaStamp {
+  constructor(
+    readonly time: string,
+    readonly version: number | undefined,
+  ) {}
+  node(): Record<string, unknown> {
+    return this.version === undefined
+      ? { $lastUpdated: this.time }
+      : { $lastUpdated: this.time, $lastUpdatedVersion: this.version };
+  }
+}
+
+function sectionSize(props: Record<string, unknown>): number {
+  return Buffer.byteLength(JSON.stringify(props));
+}
+
+function checkSize(name: SectionName, props: Record<string, unknown>): void {
+  const limit = LIMITS.sectionBytes[name];
+  const size = sectionSize(props);
+  if (size > limit) {
+    throw errors.badRequest(
+      `The ${name} section would be ${size} bytes, over IoT Hub's limit of ${limit / 1024} KB; nothing was written`,
+    );
+  }
+}
+
+export function emptyTwin(now: string): TwinState {
+  return {
+    version: 1,
+    tags: {},
+    desired: { version: 1, props: {}, meta: { $lastUpdated: now, $lastUpdatedVersion: 1 } },
+    reported: { version: 1, props: {}, meta: { $lastUpdated: now } },
+  };
+}
+
+export interface TwinChange {
+  tags?: Record<string, unknown>;
+  desired?: Record<string, unknown>;
+  reported?: Record<string, unknown>;
+  /** Replace tags/desired wholly (PUT /twins) instead of merging. */
+  replace?: boolean;
+}
+
+/**
+ * Computes the twin after a change without touching the original: either the whole change applies or,
+ * on any validation or size error, none of it (the caller stores the returned state only on success).
+ */
+export function applyChange(twin: TwinState, change: TwinChange, now: string): TwinState {
+  const next: TwinState = structuredClone(twin);
+  let changed = false;
+  if (change.tags !== undefined) {
+    validatePatch("tags", change.tags);
+    next.tags = change.replace ? (stripNulls(change.tags) as Record<string, unknown>) : next.tags;
+    if (!change.replace) mergeInto(next.tags, {}, change.tags, new MetaStamp(now, undefined));
+    checkSize("tags", next.tags);
+    changed = true;
+  }
+  for (const name of ["desired", "reported"] as const) {
+    const patch = change[name];
+    if (patch === undefined) continue;
+    validatePatch(name, patch);
+    const section = next[name];
+    section.version += 1;
+    const stamp = new MetaStamp(now, name === "desired" ? section.version : undefined);
+    if (change.replace) {
+      section.props = {};
+      section.meta = {};
+    }
+    Object.assign(section.meta, stamp.node());
+    mergeInto(section.props, section.meta, patch, stamp);
+    checkSize(name, section.props);
+    changed = true;
+  }
+  if (changed) next.version += 1;
+  return next;
+}
+
+/** IoT Hub's twin etags look like base64 of an 8-byte counter ("AAAAAAAAAAE="). */
+export function twinEtag(version: number): string {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(version));
+  return b.toString("base64");
+}
+
+function renderSection(s: SectionState): TwinSection {
+  return {
+    ...structuredClone(s.props),
+    $metadata: structuredClone(s.meta),
+    $version: s.version,
+  } as TwinSection;
+}
+
+/** The twin document as `GET /twins/{id}` returns it. */
+export function renderTwin(r: DeviceRecord): TwinDocument {
+  return {
+    deviceId: r.deviceId,
+    etag: twinEtag(r.twin.version),
+    deviceEtag: r.etag,
+    status: r.status,
+    statusUpdateTime: r.statusUpdatedTime,
+    connectionState: r.connectionState,
+    lastActivityTime: r.lastActivityTime,
+    cloudToDeviceMessageCount: 0,
+    authenticationType: "sas",
+    x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
+    modelId: "",
+    version: r.twin.version,
+    tags: structuredClone(r.twin.tags),
+    properties: { desired: renderSection(r.twin.desired), reported: renderSection(r.twin.reported) },
+  };
+}
+
+/** The twin as a device sees it over MQTT: `{ desired, reported }` with their `$version`s. */
+export function renderDeviceTwin(r: DeviceRecord) {
+  // Devices get no $metadata over MQTT, only the properties and each section's $version.
+  const section = (s: SectionState) => ({ ...s.props, $version: s.version });
+  return { desired: section(r.twin.desired), reported: section(r.twin.reported) };
+}

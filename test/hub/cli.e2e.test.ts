@@ -1,0 +1,123 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parse } from "dotenv";
+import { afterAll, describe, expect, it } from "vitest";
+import type { TwinDocument } from "../../src/hub/twin/types.js";
+import { eventually, registryFor, twinOf } from "./support.js";
+
+const BIN = resolve(import.meta.dirname, "../../dist/cli/local-hub.js");
+
+interface HubProcess {
+  child: ChildProcess;
+  env: Record<string, string>;
+  output: () => string;
+}
+
+async function runHub(dataDir: string, envFile: string, extra: string[] = []): Promise<HubProcess> {
+  rmSync(envFile, { force: true });
+  const child = spawn(
+    process.execPath,
+    [BIN, "--port", "0", "--data-dir", dataDir, "--write-env", envFile, ...extra],
+    {
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let out = "";
+  child.stdout?.on("data", (d) => (out += d));
+  child.stderr?.on("data", (d) => (out += d));
+  await eventually(
+    () =>
+      existsSync(envFile) && readFileSync(envFile, "utf8").includes("IOTHUB_CA_FILE") ? true : undefined,
+    20_000,
+  );
+  return { child, env: parse(readFileSync(envFile, "utf8")), output: () => out };
+}
+
+function exitOf(child: ChildProcess): Promise<{ code: number | null; signal: string | null }> {
+  return new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
+}
+
+describe("the local-hub command", () => {
+  const dirs: string[] = [];
+  const tmp = () => {
+    const d = mkdtempSync(join(tmpdir(), "hub-cli-"));
+    dirs.push(d);
+    return d;
+  };
+  afterAll(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("writes a dotenv file, a CA and owner-only key files, and stops cleanly on SIGTERM", async () => {
+    const dir = tmp();
+    const hub = await runHub(join(dir, "data"), join(dir, ".env"));
+    expect(hub.env.IOTHUB_CONNECTION_STRING).toMatch(
+      /^HostName=localhost:\d+;SharedAccessKeyName=iothubowner;SharedAccessKey=/,
+    );
+    expect(hub.env.IOTHUB_DEVICE_CONNECTION_STRING).toMatch(/;DeviceId=myDeviceId;/);
+    expect(hub.env.IOTHUB_DEVICE_ID).toBe("myDeviceId");
+    expect(readFileSync(hub.env.IOTHUB_CA_FILE, "utf8")).toContain("BEGIN CERTIFICATE");
+    for (const f of ["ca-key.pem", "server-key.pem"])
+      expect(statSync(join(dir, "data", f)).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dir, ".env")).mode & 0o777).toBe(0o600);
+    expect(hub.output()).toContain("Press Ctrl-C to stop");
+    const exited = exitOf(hub.child);
+    hub.child.kill("SIGTERM");
+    expect((await exited).code).toBe(0);
+  });
+
+  it("keeps acknowledged writes across kill -9", async () => {
+    const dir = tmp();
+    const data = join(dir, "data");
+    const first = await runHub(data, join(dir, ".env"));
+    const ca = readFileSync(first.env.IOTHUB_CA_FILE, "utf8");
+    const registry = registryFor(first.env.IOTHUB_CONNECTION_STRING, ca);
+    await registry.create({ deviceId: "durable" });
+    const twin = (
+      await registry.updateTwin("durable", { tags: { kept: "yes" }, properties: { desired: { n: 42 } } }, "*")
+    ).responseBody as unknown as TwinDocument;
+    const killed = exitOf(first.child);
+    first.child.kill("SIGKILL");
+    expect((await killed).signal).toBe("SIGKILL");
+
+    const second = await runHub(data, join(dir, ".env"));
+    try {
+      const again = registryFor(
+        second.env.IOTHUB_CONNECTION_STRING,
+        readFileSync(second.env.IOTHUB_CA_FILE, "utf8"),
+      );
+      const after = await twinOf(again, "durable");
+      expect(after.tags).toEqual({ kept: "yes" });
+      expect(after.properties.desired.n).toBe(42);
+      expect(after.version).toBe(twin.version);
+      expect(after.etag).toBe(twin.etag);
+    } finally {
+      second.child.kill("SIGKILL");
+    }
+  });
+
+  it("exits 2 with a usage message on a bad option", async () => {
+    const child = spawn(process.execPath, [BIN, "--port", "http"], { stdio: ["ignore", "pipe", "pipe"] });
+    let err = "";
+    child.stderr?.on("data", (d) => (err += d));
+    expect((await exitOf(child)).code).toBe(2);
+    expect(err).toMatch(/--port/);
+  });
+
+  it("exits 1 with a hint when the port is taken", async () => {
+    const dir = tmp();
+    const hub = await runHub(join(dir, "a"), join(dir, ".env"));
+    const port = /localhost:(\d+)/.exec(hub.env.IOTHUB_CONNECTION_STRING)?.[1] ?? "";
+    const child = spawn(process.execPath, [BIN, "--port", port, "--data-dir", join(dir, "b")], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let err = "";
+    child.stderr?.on("data", (d) => (err += d));
+    expect((await exitOf(child)).code).toBe(1);
+    expect(err).toMatch(/already in use/);
+    expect(err).not.toMatch(/at .*\.js:\d+/);
+    hub.child.kill("SIGKILL");
+  });
+});
