@@ -191,7 +191,10 @@ class Parser {
   private groupByPath(): PathExpr {
     const t = this.t;
     if (t.kind !== "ident") throw this.fail("a property path after GROUP BY");
-    return this.path();
+    const path = this.path();
+    // <group_by_element> ::= attribute_name | <group_by_element> '.' attribute_name
+    if (this.isOp("(")) throw errorAt(this.text, t.pos, "GROUP BY takes property paths, not expressions");
+    return path;
   }
 
   expr(): Expr {
