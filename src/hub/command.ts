@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { chmod, writeFile } from "node:fs/promises";
+import { chmod, rename, writeFile } from "node:fs/promises";
 import { relative, resolve } from "node:path";
 import { DEV_POLICIES, type SharedAccessPolicy, validatePolicies } from "./auth/credentials.js";
 import { DEFAULT_DATA_DIR, type RunningHub, startHub } from "./index.js";
@@ -62,8 +62,11 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
     out("  These are the well-known development keys: fine on your machine, never for anything shared.");
   if (flags.writeEnv) {
     const file = resolve(flags.writeEnv);
-    await writeFile(file, hub.envFile(), { mode: 0o600 });
-    await chmod(file, 0o600);
+    // Written whole, then renamed into place, so a reader never sees half a file.
+    const partial = `${file}.${process.pid}.tmp`;
+    await writeFile(partial, hub.envFile(), { mode: 0o600 });
+    await chmod(partial, 0o600);
+    await rename(partial, file);
     out(`  wrote ${relative(process.cwd(), file) || file}`);
   }
   out("Press Ctrl-C to stop.");

@@ -98,6 +98,47 @@ describe("the local-hub command", () => {
     }
   });
 
+  it("--standard-ports serves 443 and 8883 so unmodified SDK code works with HostName=localhost", async () => {
+    const dir = tmp();
+    const envFile = join(dir, ".env");
+    const child = spawn(
+      process.execPath,
+      [BIN, "--standard-ports", "--in-memory", "--quiet", "--write-env", envFile],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    let err = "";
+    child.stderr?.on("data", (d) => (err += d));
+    const exited = exitOf(child);
+    const outcome = await Promise.race([
+      exited.then((e) => ({ exited: e })),
+      eventually(() => (existsSync(envFile) ? { listening: true } : undefined), 20_000),
+    ]);
+    if ("exited" in outcome) {
+      // Without the privilege to bind low ports, or with them taken, the command says so and exits 1.
+      expect(outcome.exited.code).toBe(1);
+      expect(err).toMatch(/not allowed to bind|already in use/);
+      return;
+    }
+    try {
+      const env = parse(readFileSync(envFile, "utf8"));
+      expect(env.IOTHUB_CONNECTION_STRING).toMatch(/^HostName=localhost;/);
+      const user = spawn(process.execPath, [join(import.meta.dirname, "fixtures/unmodified-sdk.cjs")], {
+        env: { ...process.env, ...env, NODE_EXTRA_CA_CERTS: env.IOTHUB_CA_FILE },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let out = "";
+      user.stdout?.on("data", (d) => (out += d));
+      user.stderr?.on("data", (d) => (out += d));
+      expect((await exitOf(user)).code, out).toBe(0);
+      expect(JSON.parse(out)).toEqual({ serviceVersion: 1, reportedVersion: 1 });
+    } finally {
+      child.kill("SIGTERM");
+      await exited;
+    }
+  });
+
   it("exits 2 with a usage message on a bad option", async () => {
     const child = spawn(process.execPath, [BIN, "--port", "http"], { stdio: ["ignore", "pipe", "pipe"] });
     let err = "";
