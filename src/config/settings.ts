@@ -1,7 +1,13 @@
 import { readFileSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname, resolve } from "node:path";
-import { parse as parseDotenv } from "dotenv";
 import { ConfigError } from "./errors.js";
+
+/** dotenv is loaded when an env file is read: it pulls in node:crypto, which `--help` need not pay for. */
+function parseDotenv(text: string): Record<string, string> {
+  const dotenv = createRequire(import.meta.url)("dotenv") as typeof import("dotenv");
+  return dotenv.parse(text);
+}
 
 /** Every variable the tools read, with what it is for (used in help texts and hints). */
 export const VARIABLES = {

@@ -1,0 +1,127 @@
+#!/usr/bin/env node
+import { loadDeviceConfig, parseName, parseSeconds } from "../config/index.js";
+import type { DesiredUpdate } from "../device/report-connectivity.js";
+import { addCommonOptions, type CommonFlags, newProgram, runCli, writeErr } from "./common.js";
+
+interface Flags extends CommonFlags {
+  type: string;
+  once?: boolean;
+  timeout: string;
+}
+
+const program = addCommonOptions(
+  newProgram(
+    "report-connectivity",
+    "The device twins tutorial's device app: connects as the device over MQTT, prints the desired properties, " +
+      "reports { connectivity: { type } } and then prints each desired-property update until Ctrl-C or SIGTERM.",
+  )
+    .option("--type <name>", "connectivity type to report", "cellular")
+    .option("--once", "exit right after the hub acknowledges the report")
+    .option("--timeout <seconds>", "give up on connecting or on an acknowledgement after this long", "30"),
+).addHelpText(
+  "after",
+  `
+Settings (flags > environment > .env file > defaults):
+  IOTHUB_DEVICE_CONNECTION_STRING   the device's connection string
+  IOTHUB_CA_FILE                    extra CA to trust, for the local hub (optional)
+
+With --json: one JSON object (with --once), or one JSON object per line: the report, then each desired update.
+Exit codes: 0 success (also when stopped with Ctrl-C or SIGTERM), 1 hub or runtime failure, 2 usage or configuration error.`,
+);
+
+function show(properties: Record<string, unknown>): string {
+  return Object.keys(properties).length > 0 ? JSON.stringify(properties) : "(none)";
+}
+
+await runCli<Flags>(program, async (flags, setContext) => {
+  const verbose = flags.verbose === true;
+  const log = verbose ? (line: string) => writeErr(`[verbose] ${line}`) : undefined;
+  const type = parseName("--type", flags.type, "cellular");
+  const timeoutSeconds = parseSeconds("--timeout", flags.timeout, 0.1, 3600);
+  const config = loadDeviceConfig({ envFile: flags.envFile, caFile: flags.caFile });
+  const { connection } = config;
+  const context = {
+    side: "device" as const,
+    hostName: connection.hostName,
+    variable: "IOTHUB_DEVICE_CONNECTION_STRING",
+    deviceId: connection.deviceId,
+  };
+  setContext(context);
+  log?.(`Settings file: ${config.envFile ?? "(none)"}`);
+  log?.(
+    `Hub: ${connection.hostName}, device ${connection.deviceId}${config.ca ? `, trusting ${config.ca.file}` : ""}`,
+  );
+
+  // Stop on Ctrl-C / SIGTERM, also while still connecting; a second signal leaves at once.
+  let stop: (reason: "signal" | Error) => void = () => {};
+  const stopped = new Promise<"signal" | Error>((resolve) => {
+    stop = resolve;
+  });
+  let signalled = false;
+  const onSignal = () => {
+    if (signalled) process.exit(130);
+    signalled = true;
+    stop("signal");
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  const [{ createDeviceClient }, { reportConnectivity }] = await Promise.all([
+    import("../sdk/index.js"),
+    import("../device/report-connectivity.js"),
+  ]);
+  const client = await createDeviceClient(connection, config.ca?.pem);
+  const print = (line: string) => process.stdout.write(`${line}\n`);
+  const onDesiredUpdate = (update: DesiredUpdate) => {
+    if (flags.json)
+      print(JSON.stringify({ event: "desired", version: update.version ?? null, patch: update.patch }));
+    else
+      print(`Desired properties changed (version ${update.version ?? "?"}): ${JSON.stringify(update.patch)}`);
+  };
+
+  const starting = reportConnectivity(client, {
+    deviceId: connection.deviceId,
+    type,
+    once: flags.once === true,
+    timeoutSeconds,
+    onDesiredUpdate,
+    onConnectionLost: (error) => stop(error),
+    log,
+  });
+  const first = await Promise.race([starting, stopped]);
+  if (first === "signal") {
+    // Stopped before the report was acknowledged: close whatever was opened and leave quietly.
+    starting.then((session) => session.close()).catch(() => {});
+    await Promise.race([starting.catch(() => {}), new Promise((r) => setTimeout(r, 2000))]);
+    return 0;
+  }
+  if (first instanceof Error) throw first;
+  const session = first;
+
+  const summary = {
+    deviceId: session.deviceId,
+    desired: session.desired,
+    reported: session.reported,
+    reportedVersion: session.reportedVersion ?? null,
+  };
+  if (flags.json) {
+    print(JSON.stringify(flags.once ? summary : { event: "reported", ...summary }));
+  } else {
+    print(`Connected to ${connection.hostName} as ${session.deviceId}.`);
+    print(`Desired properties: ${show(session.desired)}`);
+    print(
+      `Reported connectivity.type = ${type} (reported properties version ${session.reportedVersion ?? "?"}).`,
+    );
+  }
+  if (flags.once) {
+    await session.close();
+    return 0;
+  }
+  if (!flags.json) print("Waiting for desired property updates. Press Ctrl-C to stop.");
+
+  const reason = await stopped;
+  await session.close();
+  if (reason instanceof Error) throw reason;
+  if (!flags.json) print("Disconnected.");
+  return 0;
+});

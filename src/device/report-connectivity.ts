@@ -1,0 +1,150 @@
+import type { Twin } from "azure-iot-device";
+import { withTimeout } from "../sdk/errors.js";
+import type { DeviceClient } from "../sdk/index.js";
+
+/**
+ * The tutorial's device app (ReportConnectivity): connect over MQTT, read the twin, report
+ * `{ connectivity: { type } }`, then (unless `once`) stay connected and pass on each desired-property update.
+ */
+
+export type Properties = Record<string, unknown>;
+
+export interface DesiredUpdate {
+  /** `$version` of the desired properties after this update. */
+  version: number | undefined;
+  /** The properties that changed (a JSON merge patch: null means removed), without `$` metadata. */
+  patch: Properties;
+}
+
+export interface ConnectivitySession {
+  deviceId: string;
+  /** Desired properties when the device connected, without `$` metadata. */
+  desired: Properties;
+  desiredVersion: number | undefined;
+  /** Reported properties after the update, without `$` metadata. */
+  reported: Properties;
+  /** `$version` of the reported properties after the update. */
+  reportedVersion: number | undefined;
+  /** Closes the connection (bounded by the timeout); safe to call more than once. */
+  close(): Promise<void>;
+}
+
+export interface ReportOptions {
+  deviceId: string;
+  type: string;
+  /** Exit after the acknowledgement instead of listening for desired updates. */
+  once: boolean;
+  timeoutSeconds: number;
+  /** Called for each desired-property update (not with `once`). Registered before the report is sent. */
+  onDesiredUpdate?: (update: DesiredUpdate) => void;
+  /** Called when the connection fails for good after the session started. */
+  onConnectionLost?: (error: Error) => void;
+  log?: (line: string) => void;
+}
+
+/** A deep copy without functions and without `$`-prefixed keys (`$version`, `$metadata`). */
+export function withoutMetadata(value: unknown): Properties {
+  if (value === null || typeof value !== "object") return {};
+  const copy = JSON.parse(JSON.stringify(value)) as Properties;
+  const strip = (node: unknown): void => {
+    if (node === null || typeof node !== "object") return;
+    for (const key of Object.keys(node)) {
+      if (key.startsWith("$")) delete (node as Properties)[key];
+      else strip((node as Properties)[key]);
+    }
+  };
+  strip(copy);
+  return copy;
+}
+
+function versionOf(properties: unknown): number | undefined {
+  const version = (properties as { $version?: unknown } | undefined)?.$version;
+  return typeof version === "number" ? version : undefined;
+}
+
+function callbackToPromise(run: (done: (err?: Error | null) => void) => void): Promise<void> {
+  return new Promise((resolve, reject) => run((err) => (err ? reject(err) : resolve())));
+}
+
+/**
+ * Opens the connection and reports connectivity. With `once: false` the desired-property subscription is in
+ * place before this resolves, so every update made after that is delivered to `onDesiredUpdate`.
+ */
+export async function reportConnectivity(
+  client: DeviceClient,
+  options: ReportOptions,
+): Promise<ConnectivitySession> {
+  const { deviceId, timeoutSeconds, log } = options;
+  let closed = false;
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      closed = true;
+      client.removeAllListeners("disconnect");
+      try {
+        await withTimeout(client.close(), Math.min(timeoutSeconds, 5), "Closing the connection");
+      } catch (error) {
+        log?.(`Closing the connection: ${(error as Error).message}`);
+      }
+    })();
+    return closing;
+  };
+
+  try {
+    log?.(`Connecting as ${deviceId} over MQTT...`);
+    await withTimeout(client.open(), timeoutSeconds, "Connecting to the hub");
+    client.on("disconnect", (error?: Error) => {
+      if (!closed) options.onConnectionLost?.(error ?? new Error("The hub closed the connection"));
+    });
+    client.on("error", (error: Error) => {
+      if (!closed) options.onConnectionLost?.(error);
+    });
+
+    const twin: Twin = await withTimeout(client.getTwin(), timeoutSeconds, "Reading the device twin");
+    const desired = withoutMetadata(twin.properties.desired);
+    const desiredVersion = versionOf(twin.properties.desired);
+    let lastDesiredVersion = desiredVersion;
+    twin.on("error", (error: Error) => {
+      if (!closed) options.onConnectionLost?.(error);
+    });
+
+    if (!options.once) {
+      // The SDK fires this event for patches from the hub, and with the full desired properties when a listener
+      // is added and after each full read; versions already seen are skipped so only changes are passed on.
+      twin.on("properties.desired", (delta: unknown) => {
+        const version = versionOf(delta);
+        if (version !== undefined && lastDesiredVersion !== undefined && version <= lastDesiredVersion)
+          return;
+        if (version !== undefined) lastDesiredVersion = version;
+        options.onDesiredUpdate?.({ version, patch: withoutMetadata(delta) });
+      });
+      await withTimeout(
+        callbackToPromise((done) => twin.enableTwinDesiredPropertiesUpdates(done)),
+        timeoutSeconds,
+        "Subscribing to desired property updates",
+      );
+      log?.("Subscribed to desired property updates.");
+    }
+
+    const patch = { connectivity: { type: options.type } };
+    await withTimeout(
+      callbackToPromise((done) => twin.properties.reported.update(patch, done)),
+      timeoutSeconds,
+      "Reporting connectivity",
+    );
+    // The SDK drops the acknowledgement's $version; read the twin again to learn it. This also delivers any
+    // desired update made between the first read and the subscription.
+    await withTimeout(twin.get(), timeoutSeconds, "Reading back the reported properties");
+    return {
+      deviceId,
+      desired,
+      desiredVersion,
+      reported: withoutMetadata(twin.properties.reported),
+      reportedVersion: versionOf(twin.properties.reported),
+      close,
+    };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
