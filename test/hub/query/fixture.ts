@@ -31,6 +31,9 @@ export class MemorySource implements TwinSource {
     if (i < 0) this.twins.push(t);
     else this.twins.splice(i, 0, t);
   }
+  has(id: string): boolean {
+    return this.twins.some((t) => t.deviceId === id);
+  }
   remove(id: string): void {
     this.twins = this.twins.filter((t) => t.deviceId !== id);
   }
