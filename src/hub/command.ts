@@ -11,6 +11,7 @@ export interface LocalHubFlags {
   inMemory?: boolean;
   writeEnv?: string;
   keysFile?: string;
+  hostName?: string;
   quiet?: boolean;
 }
 
@@ -25,6 +26,7 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
       dataDir: flags.dataDir ?? DEFAULT_DATA_DIR,
       inMemory: flags.inMemory,
       policies,
+      hostName: flags.hostName,
       quiet: flags.quiet,
     });
   } catch (error) {

@@ -29,6 +29,11 @@ export interface HubOptions {
   dataDir?: string;
   /** Keep twins in memory only (certificates go to a temporary directory removed on stop). */
   inMemory?: boolean;
+  /**
+   * The host name in connection strings (default "localhost"). Another name must resolve to this machine
+   * (for example through /etc/hosts); the certificate and SAS audiences cover it.
+   */
+  hostName?: string;
   /** Shared access policies; default the well-known development ones. */
   policies?: readonly SharedAccessPolicy[];
   /** "full" also survives power loss (fsync per write); "normal" survives a killed hub. */
@@ -67,14 +72,21 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   const certDir = dataDir ?? mkdtempSync(join(tmpdir(), "local-hub-"));
   mkdirSync(certDir, { recursive: true, mode: 0o700 });
 
-  const certs = await ensureCertificates(certDir, LOCAL_NAMES);
+  const name = (options.hostName ?? "localhost").toLowerCase();
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(name)) {
+    throw new Error(
+      `invalid host name ${JSON.stringify(options.hostName)}: use a DNS name such as myhub.local`,
+    );
+  }
+  const names = LOCAL_NAMES.includes(name) ? LOCAL_NAMES : [...LOCAL_NAMES, name];
+  const certs = await ensureCertificates(certDir, names);
   const store = new SqliteStore(dataDir, options.durability);
   const ports: number[] = [];
-  const isOurHost = (host: string) => {
-    const m = /^(\[[^\]]*\]|[^:]+|::1)(?::(\d+))?$/.exec(host.toLowerCase());
+  const isOurHost = (audience: string) => {
+    const m = /^(\[[^\]]*\]|[^:]+|::1)(?::(\d+))?$/.exec(audience.toLowerCase());
     if (!m) return false;
-    const name = m[1].replace(/^\[|\]$/g, "");
-    if (!LOCAL_NAMES.includes(name)) return false;
+    const host = m[1].replace(/^\[|\]$/g, "");
+    if (!names.includes(host)) return false;
     if (m[2] === undefined) return options.standardPorts === true;
     return ports.includes(Number(m[2]));
   };
@@ -129,7 +141,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   }
 
   const port = ports[0];
-  const hostName = options.standardPorts ? "localhost" : `localhost:${port}`;
+  const hostName = options.standardPorts ? name : `${name}:${port}`;
   const connectionStringFor = (name: string) => {
     const policy = policies.find((p) => p.name === name);
     if (!policy) throw new Error(`No shared access policy named ${name}`);

@@ -164,3 +164,54 @@ describe("local hub service side, through the real azure-iothub Registry", () =>
     expect(await sdkErrorOf(query.next())).toBe("ArgumentError");
   });
 });
+
+describe("a hub with its own host name", () => {
+  it("puts the name in connection strings and the certificate, and accepts tokens addressed to it", async () => {
+    const { connect } = await import("node:tls");
+    const hub = await startTestHub({ inMemory: true, hostName: "myhub.localtest" });
+    try {
+      expect(hub.serviceConnectionString).toMatch(/^HostName=myhub\.localtest:\d+;/);
+      // The certificate covers the name (checked by a TLS client that asks for it).
+      const socket = connect({
+        host: "127.0.0.1",
+        port: hub.port,
+        servername: "myhub.localtest",
+        ca: hub.caPem,
+      });
+      await new Promise<void>((resolve, reject) => {
+        socket.once("secureConnect", () => resolve());
+        socket.once("error", reject);
+      });
+      expect(socket.authorized).toBe(true);
+      socket.destroy();
+      // A service token addressed to the name is accepted.
+      const { request } = await import("node:https");
+      const { makeToken } = await import("../../src/hub/auth/sas.js");
+      const owner = (await import("../../src/hub/auth/credentials.js")).DEV_POLICIES[0];
+      const status = (resource: string) =>
+        new Promise<number>((resolve, reject) => {
+          const token = makeToken(owner.primaryKey, resource, Math.floor(Date.now() / 1000) + 60, owner.name);
+          request(
+            {
+              host: "127.0.0.1",
+              port: hub.port,
+              servername: "myhub.localtest",
+              ca: hub.caPem,
+              path: "/statistics/devices",
+              headers: { authorization: token },
+            },
+            (res) => {
+              res.resume();
+              resolve(res.statusCode ?? 0);
+            },
+          )
+            .on("error", reject)
+            .end();
+        });
+      expect(await status(`myhub.localtest:${hub.port}`)).toBe(200);
+      expect(await status(`otherhub.localtest:${hub.port}`)).toBe(401);
+    } finally {
+      await hub.cleanup();
+    }
+  });
+});
