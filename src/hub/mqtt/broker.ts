@@ -63,34 +63,9 @@ export async function createMqttFrontend(opts: {
       const request = classifyPublish(client.id, packet.topic);
       switch (request.kind) {
         case "twinGet":
-          reply(
-            client,
-            200,
-            request.rid,
-            undefined,
-            JSON.stringify(renderDeviceTwin(registry.require(client.id))),
-          );
+        case "reportedPatch":
+          answerTwinRequest(client, request.kind, request.rid, packet.payload);
           return done(null);
-        case "reportedPatch": {
-          try {
-            const patch = JSON.parse(packet.payload.toString("utf8"));
-            const version = registry.updateReported(client.id, patch);
-            log(`MQTT ${client.id} reported patch -> $version ${version}`);
-            reply(client, 204, request.rid, version, "");
-          } catch (error) {
-            const status =
-              error instanceof HubError ? error.status : error instanceof SyntaxError ? 400 : 500;
-            const message =
-              error instanceof HubError
-                ? error.message
-                : error instanceof SyntaxError
-                  ? "payload is not JSON"
-                  : "hub error";
-            log(`MQTT ${client.id} reported patch refused (${status}): ${message}`);
-            reply(client, status, request.rid, undefined, JSON.stringify({ message }));
-          }
-          return done(null);
-        }
         case "telemetry":
           registry.touch(client.id);
           opts.onTelemetry?.(client.id, packet.topic, packet.payload as Buffer);
@@ -121,6 +96,32 @@ export async function createMqttFrontend(opts: {
     registry.setConnected(client.id, false);
     log(`MQTT ${client.id} disconnected`);
   });
+
+  /** Twin requests are answered on the response topic, errors included (400 bad patch, 404 gone, 500). */
+  function answerTwinRequest(
+    client: Client,
+    kind: "twinGet" | "reportedPatch",
+    rid: string,
+    payload: Buffer | string,
+  ) {
+    try {
+      if (kind === "twinGet") {
+        reply(client, 200, rid, undefined, JSON.stringify(renderDeviceTwin(registry.require(client.id))));
+        return;
+      }
+      const version = registry.updateReported(client.id, JSON.parse(payload.toString("utf8")));
+      log(`MQTT ${client.id} reported patch -> $version ${version}`);
+      reply(client, 204, rid, version, "");
+    } catch (error) {
+      const known = error instanceof HubError;
+      const status = known ? error.status : error instanceof SyntaxError ? 400 : 500;
+      const message = known ? error.message : status === 400 ? "payload is not JSON" : "hub error";
+      log(
+        `MQTT ${client.id} ${kind === "twinGet" ? "twin GET" : "reported patch"} refused (${status}): ${message}`,
+      );
+      reply(client, status, rid, undefined, JSON.stringify({ message }));
+    }
+  }
 
   function reply(client: Client, status: number, rid: string, version: number | undefined, body: string) {
     client.publish(
