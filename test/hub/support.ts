@@ -1,5 +1,4 @@
 import { mkdtempSync, rmSync } from "node:fs";
-import { Agent } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client as DeviceClient, type Twin as DeviceTwin } from "azure-iot-device";
@@ -7,6 +6,7 @@ import { Mqtt } from "azure-iot-device-mqtt";
 import { Registry } from "azure-iothub";
 import { type HubOptions, type RunningHub, startHub } from "../../src/hub/index.js";
 import type { TwinDocument } from "../../src/hub/twin/types.js";
+import { HostPortAgent } from "../../src/sdk/index.js";
 
 /** A hub on a free port with a temporary data directory, removed by `cleanup`. */
 export async function startTestHub(
@@ -22,21 +22,14 @@ export async function startTestHub(
   });
 }
 
-/**
- * The real SDK Registry pointed at the hub's port and CA. `https.request` does not take a port inside
- * `host`, so the agent splits it (the product's adapter in src/sdk does the same for the CLIs).
- */
+/** The real SDK Registry pointed at the hub's port and CA through the product's adapter agent (src/sdk). */
 export function registryFor(connectionString: string, caPem: string): Registry {
   const registry = Registry.fromConnectionString(connectionString);
-  const agent = new Agent({ ca: caPem, keepAlive: true });
-  const create = agent.createConnection.bind(agent);
-  // biome-ignore lint/suspicious/noExplicitAny: Agent.createConnection's options type is loose by design
-  (agent as any).createConnection = (opts: any, cb: any) => {
-    const [host, port] = String(opts.host).split(":");
-    return create({ ...opts, host, port: Number(port), servername: host }, cb);
-  };
-  // biome-ignore lint/suspicious/noExplicitAny: the SDK keeps its RestApiClient private
-  (registry as any)._restApiClient.setOptions({ http: { agent }, ca: caPem });
+  // biome-ignore lint/suspicious/noExplicitAny: the SDK keeps its RestApiClient private (see src/sdk)
+  (registry as any)._restApiClient.setOptions({
+    http: { agent: new HostPortAgent({ ca: caPem }) },
+    ca: caPem,
+  });
   return registry;
 }
 
