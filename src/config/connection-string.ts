@@ -188,7 +188,9 @@ function splitParts(
 
 function checkPlainValue(label: ValueLabel, part: Part, fixHint: string): void {
   if (part.value === "") fail(label, `has an empty ${part.name}.`, fixHint);
-  if (QUOTE_CHARS.test(part.value)) {
+  // Device IDs may contain an apostrophe; no other part may contain any quote.
+  const quotes = part.name === "DeviceId" ? part.value.replaceAll("'", "") : part.value;
+  if (QUOTE_CHARS.test(quotes)) {
     fail(
       label,
       `has a quote character inside ${part.name}.`,
