@@ -10,23 +10,41 @@ import { equals, finite, groupKey, isPrimitive, order, totalOrder, type Value } 
 // biome-ignore lint/suspicious/noExplicitAny: evaluators take a twin or a group
 export type Eval = (input: any) => Value;
 
+/** Names an object inherits from Object.prototype: for these a plain property read is not proof of an own key. */
+const INHERITED = new Set(Object.getOwnPropertyNames(Object.prototype));
+
+function own(o: Record<string, unknown>, k: string): Value {
+  // JSON.parse makes "__proto__" an own key, which o[k] would not read
+  return k === "__proto__" ? Object.getOwnPropertyDescriptor(o, k)?.value : o[k];
+}
+
 /** One step of a property path. Names match case-insensitively ("property names are case-insensitive"). */
 class Segment {
   readonly lower: string;
+  /** A plain read suffices: JSON never holds undefined, so a defined value is an own key. */
+  readonly plain: boolean;
   /** The spelling that matched last time: twins share their shape, so this almost always hits. */
-  hint: string | undefined;
+  private hint: string | undefined;
+
   constructor(readonly name: string) {
     this.lower = name.toLowerCase();
+    this.plain = !INHERITED.has(name);
   }
 
-  /** The own key of `o` this segment names: exact spelling first, then the last hit, then a scan. */
-  keyIn(o: object): string | undefined {
+  /** The value under this name in `o` when a plain read of the exact spelling found nothing. */
+  slow(o: Record<string, unknown>): Value {
+    const k = this.keyIn(o);
+    return k === undefined ? undefined : own(o, k);
+  }
+
+  /** The own key of `o` this segment names, if any. */
+  keyIn(o: Record<string, unknown>): string | undefined {
     if (Object.hasOwn(o, this.name)) return this.name;
     const h = this.hint;
     if (h !== undefined && Object.hasOwn(o, h)) return h;
     const lower = this.lower;
-    for (const k of Object.keys(o)) {
-      if (k.length === lower.length && k.toLowerCase() === lower) {
+    for (const k in o) {
+      if (k.length === lower.length && k.toLowerCase() === lower && Object.hasOwn(o, k)) {
         this.hint = k;
         return k;
       }
@@ -47,46 +65,56 @@ export interface PathAccess {
 
 export function compilePath(names: string[]): PathAccess {
   const segs = names.map((n) => new Segment(n));
-  const last = segs.length - 1;
-  const parentOf = (root: unknown): Record<string, unknown> | undefined => {
-    let o = root;
-    for (let i = 0; i < last; i++) {
-      if (!isContainer(o)) return undefined;
-      const k = segs[i]!.keyIn(o);
-      if (k === undefined) return undefined;
-      o = o[k];
-    }
-    return isContainer(o) ? o : undefined;
-  };
-  const lastSeg = segs[last]!;
-  let get: (root: unknown) => Value;
-  if (segs.length === 1) {
-    get = (root) => {
-      if (!isContainer(root)) return undefined;
-      const k = lastSeg.keyIn(root);
-      return k === undefined ? undefined : root[k];
-    };
-  } else {
-    get = (root) => {
-      const p = parentOf(root);
-      if (p === undefined) return undefined;
-      const k = lastSeg.keyIn(p);
-      return k === undefined ? undefined : p[k];
-    };
-  }
+  const get = generateGetter(segs);
+  const lastSeg = segs.at(-1)!;
+  const parent = segs.length === 1 ? (root: unknown) => root : generateGetter(segs.slice(0, -1));
   const entry = (root: unknown): [string, Value] | undefined => {
-    const p = parentOf(root);
-    if (p === undefined) return undefined;
+    const p = parent(root);
+    if (!isContainer(p)) return undefined;
     const k = lastSeg.keyIn(p);
-    return k === undefined ? undefined : [k, p[k]];
+    return k === undefined ? undefined : [k, own(p, k)];
   };
   return { get, entry };
+}
+
+/**
+ * A getter whose property reads name their keys literally (`o["tags"]`), generated per query: every read
+ * site then sees only the twin shapes of its own path and stays monomorphic, where one shared getter
+ * turns megamorphic once a hub has served a few different queries (about 3x slower over 100,000 twins).
+ * Names enter the code only as JSON string literals.
+ */
+function generateGetter(segs: Segment[]): (root: unknown) => Value {
+  let body = "let v = root;\n";
+  segs.forEach((s, i) => {
+    body += 'if (typeof v !== "object" || v === null || Array.isArray(v)) return undefined;\n';
+    // exact spelling, then the spelling that matched last time (h<i>), then a case-insensitive scan
+    body += s.plain
+      ? `{ const o = v; v = o[${JSON.stringify(s.name)}];
+  if (v === undefined && (h${i} === undefined || (v = o[h${i}]) === undefined)) {
+    const k = s${i}.keyIn(o); if (k === undefined) return undefined;
+    v = own(o, k); if (PLAIN(k)) h${i} = k;
+  } }\n`
+      : `v = s${i}.slow(v); if (v === undefined) return undefined;\n`;
+  });
+  const params = segs.map((_, i) => `s${i}`);
+  const hints = segs.map((_, i) => `h${i}`).join(", ");
+  const factory = new Function(
+    "own",
+    "PLAIN",
+    ...params,
+    `"use strict"; let ${hints}; return function get(root) {\n${body}return v;\n};`,
+  );
+  return factory(own, isPlainName, ...segs) as (root: unknown) => Value;
+}
+
+function isPlainName(k: string): boolean {
+  return !INHERITED.has(k);
 }
 
 /** Group evaluation input: a representative twin (for GROUP BY values) and the aggregate results. */
 export interface Group {
   rep: unknown;
-  key: string;
+  key: unknown;
   accs: Accumulator[];
   results: Value[];
 }
@@ -342,14 +370,21 @@ function compileRow(items: CItem[], mode: Mode): (input: unknown) => Record<stri
     for (const p of parts) {
       if (p.pick) {
         const e = p.pick(input as Group);
-        if (e && e[1] !== undefined) row[e[0]] = e[1];
+        if (e && e[1] !== undefined) setKey(row, e[0], e[1]);
       } else {
         const v = p.value!(input);
-        if (v !== undefined) row[p.name] = v;
+        if (v !== undefined) setKey(row, p.name, v);
       }
     }
     return row;
   };
+}
+
+function setKey(row: Record<string, unknown>, k: string, v: Value): void {
+  // a "__proto__" key must become a property, not the row's prototype
+  if (k === "__proto__")
+    Object.defineProperty(row, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else row[k] = v;
 }
 
 function compileGroups(
@@ -362,43 +397,54 @@ function compileGroups(
     arg: a.arg ? compileExpr(a.arg, "row") : undefined,
   }));
   const row = compileRow(q.items, "group");
-  const newGroup = (rep: unknown, key: string): Group => ({
+  const newGroup = (rep: unknown, key: unknown): Group => ({
     rep,
     key,
     accs: aggs.map((a) => makeAccumulator(a.name)),
     results: [],
   });
-  const keyOf =
-    keyGetters.length === 0
-      ? () => ""
-      : keyGetters.length === 1
-        ? (t: unknown) => groupKey(keyGetters[0]!(t))
-        : (t: unknown) => JSON.stringify(keyGetters.map((g) => groupKey(g(t))));
-
+  const single = keyGetters.length === 1 ? keyGetters[0]! : undefined;
   const countRow = (count: number) => row({ rep: undefined, key: "", accs: [], results: [count] });
   const run = (twins: Iterable<unknown>) => {
     // "For each group, a row is generated"; without GROUP BY there is exactly one group, even when empty.
-    const groups = new Map<string, Group>();
-    if (keyGetters.length === 0) groups.set("", newGroup(undefined, ""));
+    // Primitive keys index `byValue` directly (a Map tells 1 from "1"); objects and key lists go by a string.
+    const byValue = new Map<unknown, Group>();
+    const byString = new Map<string, Group>();
+    const ordered: Group[] = [];
+    if (keyGetters.length === 0) ordered.push(newGroup(undefined, ""));
     for (const t of twins) {
       if (!accept(t)) continue;
-      const key = keyOf(t);
-      let g = groups.get(key);
-      if (!g) {
-        g = newGroup(t, key);
-        groups.set(key, g);
+      let g: Group | undefined;
+      if (keyGetters.length === 0) g = ordered[0];
+      else {
+        let map: Map<unknown, Group> = byValue;
+        let key: unknown;
+        if (single) {
+          key = single(t);
+          if (typeof key === "object" && key !== null) {
+            map = byString as Map<unknown, Group>;
+            key = groupKey(key);
+          }
+        } else {
+          map = byString as Map<unknown, Group>;
+          key = JSON.stringify(keyGetters.map((k) => groupKey(k(t))));
+        }
+        g = map.get(key);
+        if (!g) {
+          g = newGroup(t, key);
+          map.set(key, g);
+          ordered.push(g);
+        }
       }
       for (let i = 0; i < aggs.length; i++) {
         const arg = aggs[i]!.arg;
-        g.accs[i]!.add(arg ? arg(t) : undefined);
+        g!.accs[i]!.add(arg ? arg(t) : undefined);
       }
     }
-    const rows: unknown[] = [];
-    for (const g of groups.values()) {
+    return ordered.map((g) => {
       g.results = g.accs.map((a) => a.result());
-      rows.push(row(g));
-    }
-    return rows;
+      return row(g);
+    });
   };
   return { run, countRow };
 }
