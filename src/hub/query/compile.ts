@@ -114,7 +114,6 @@ function isPlainName(k: string): boolean {
 /** Group evaluation input: a representative twin (for GROUP BY values) and the aggregate results. */
 export interface Group {
   rep: unknown;
-  key: unknown;
   accs: Accumulator[];
   results: Value[];
 }
@@ -397,21 +396,20 @@ function compileGroups(
     arg: a.arg ? compileExpr(a.arg, "row") : undefined,
   }));
   const row = compileRow(q.items, "group");
-  const newGroup = (rep: unknown, key: unknown): Group => ({
+  const newGroup = (rep: unknown): Group => ({
     rep,
-    key,
     accs: aggs.map((a) => makeAccumulator(a.name)),
     results: [],
   });
   const single = keyGetters.length === 1 ? keyGetters[0]! : undefined;
-  const countRow = (count: number) => row({ rep: undefined, key: "", accs: [], results: [count] });
+  const countRow = (count: number) => row({ rep: undefined, accs: [], results: [count] });
   const run = (twins: Iterable<unknown>) => {
     // "For each group, a row is generated"; without GROUP BY there is exactly one group, even when empty.
     // Primitive keys index `byValue` directly (a Map tells 1 from "1"); objects and key lists go by a string.
     const byValue = new Map<unknown, Group>();
     const byString = new Map<string, Group>();
     const ordered: Group[] = [];
-    if (keyGetters.length === 0) ordered.push(newGroup(undefined, ""));
+    if (keyGetters.length === 0) ordered.push(newGroup(undefined));
     for (const t of twins) {
       if (!accept(t)) continue;
       let g: Group | undefined;
@@ -431,7 +429,7 @@ function compileGroups(
         }
         g = map.get(key);
         if (!g) {
-          g = newGroup(t, key);
+          g = newGroup(t);
           map.set(key, g);
           ordered.push(g);
         }
