@@ -85,7 +85,9 @@ export async function queryAll(
   const rows: TwinRow[] = [];
   let pages = 0;
   do {
-    const page = await withTimeout(query.next(), timeoutSeconds, "A query");
+    // Pass the token explicitly: the SDK's promise-style next() without arguments ignores the continuation
+    // token it stored and starts the query over, forever (nextAsTwin() does not have that problem).
+    const page = await withTimeout(query.next(query.continuationToken), timeoutSeconds, "A query");
     pages++;
     const result: unknown = page.result;
     if (Array.isArray(result)) rows.push(...(result as TwinRow[]));

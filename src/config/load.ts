@@ -81,7 +81,7 @@ function readCa(settings: Settings, caFlag: string | undefined, cwd: string): Ca
     setting = settings.get("IOTHUB_CA_FILE");
   }
   if (!setting) return undefined;
-  const where = label(name, setting);
+  const where = caFlag !== undefined ? { name } : label(name, setting);
   const shown = where.origin ? `${name} (from ${where.origin})` : name;
   const cleaned = stripCopyPasteNoise(setting.value, where, "Set it to the path of a PEM file.");
   const file = resolveSettingPath({ ...setting, value: cleaned }, cwd);
