@@ -44,7 +44,12 @@ describe("the back-end logic against a local hub", () => {
     expect(Math.max(...results.map((r) => r.attempts))).toBeGreaterThan(1);
     const versions = results.map((r) => r.version);
     expect(new Set(versions).size).toBe(8);
-    const { responseBody: twin } = await t.registry.getTwin("b1");
+    const { responseBody } = await t.registry.getTwin("b1");
+    const twin = responseBody as unknown as {
+      etag: string;
+      tags: { location: { plant: string } };
+      properties: { desired: { location: string } };
+    };
     const last = results.find((r) => r.version === Math.max(...versions))!;
     expect(twin.etag).toBe(last.etag);
     expect(twin.tags.location.plant).toMatch(/^P\d$/);

@@ -1,4 +1,5 @@
-import { get, type IncomingMessage } from "node:https";
+import type { IncomingMessage } from "node:http";
+import { get, type RequestOptions } from "node:https";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseServiceConnectionString } from "../../src/config/index.js";
 import { describeFailure, TimeoutError, withTimeout } from "../../src/sdk/errors.js";
@@ -32,7 +33,7 @@ describe("splitHostPort and needsAdapter", () => {
   });
 });
 
-function status(options: Parameters<typeof get>[0]): Promise<number> {
+function status(options: RequestOptions): Promise<number> {
   return new Promise((resolve, reject) => {
     get(options, (response: IncomingMessage) => {
       response.resume();
