@@ -5,6 +5,7 @@ import { HubError } from "../errors.js";
 import { TOPICS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry.js";
 import { renderDeviceTwin } from "../twin/twin.js";
+import { guardPacketSize, MAX_MQTT_PACKET_BYTES } from "./frame-guard.js";
 import { classifyPublish, isDownstream, maySubscribe } from "./topics.js";
 
 export interface MqttFrontend {
@@ -140,6 +141,11 @@ export async function createMqttFrontend(opts: {
   return {
     handle: (stream) => {
       broker.handle(stream);
+      guardPacketSize(stream, (bytes) =>
+        log(
+          `MQTT connection dropped: a packet announced ${bytes} bytes, over the ${MAX_MQTT_PACKET_BYTES} limit`,
+        ),
+      );
     },
     pushDesired(deviceId, patch, version) {
       const client = clients.get(deviceId);
