@@ -95,7 +95,7 @@ describe("exit codes and failure messages", () => {
     });
   });
 
-  describe("1: hub and runtime failures", () => {
+  describe.concurrent("1: hub and runtime failures", () => {
     it("an unknown device: DeviceNotFoundError", async () => {
       const result = await backEnd(service(), "--device", "noSuchDevice");
       expectFailure(result, 1);
