@@ -177,7 +177,11 @@ function bulk(registry: DeviceRegistry, body: unknown) {
 
 function toHubError(error: unknown): HubError {
   if (error instanceof HubError) return error;
-  if (error instanceof QueryError) return errors.badQuery(error.message);
+  if (error instanceof QueryError) {
+    return error.kind === "continuation"
+      ? errors.badContinuation(error.message)
+      : errors.badQuery(error.message);
+  }
   const e = error as { statusCode?: number; code?: string; message?: string };
   if (e.code === "FST_ERR_CTP_BODY_TOO_LARGE")
     return errors.tooLarge(`The request body is larger than ${BODY_LIMIT / 1024} KB`);
