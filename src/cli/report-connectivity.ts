@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { loadDeviceConfig, parseName, parseSeconds } from "../config/index.js";
 import type { DesiredUpdate } from "../device/report-connectivity.js";
+import { describeFailure } from "../sdk/errors.js";
 import { addCommonOptions, type CommonFlags, newProgram, runCli, writeErr } from "./common.js";
 
 interface Flags extends CommonFlags {
@@ -79,6 +80,7 @@ await runCli<Flags>(program, async (flags, setContext) => {
       print(`Desired properties changed (version ${update.version ?? "?"}): ${JSON.stringify(update.patch)}`);
   };
 
+  let lastWarning = { message: "", at: 0 };
   const starting = reportConnectivity(client, {
     deviceId: connection.deviceId,
     type,
@@ -86,6 +88,14 @@ await runCli<Flags>(program, async (flags, setContext) => {
     timeoutSeconds,
     onDesiredUpdate,
     onConnectionLost: (error) => stop(error),
+    onRetry: (error) => {
+      // One warning per cause and half-minute: the SDK retries with back-off for up to four minutes.
+      const { message } = describeFailure(error, context);
+      const now = Date.now();
+      if (message === lastWarning.message && now - lastWarning.at < 30_000) return;
+      lastWarning = { message, at: now };
+      writeErr(`warning: ${message} Reconnecting...`);
+    },
     log,
   });
   const first = await Promise.race([starting, stopped]);

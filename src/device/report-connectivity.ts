@@ -39,7 +39,42 @@ export interface ReportOptions {
   onDesiredUpdate?: (update: DesiredUpdate) => void;
   /** Called when the connection fails for good after the session started. */
   onConnectionLost?: (error: Error) => void;
+  /** Called when the SDK is about to retry after a transient failure (typically: reconnecting). */
+  onRetry?: (error: Error) => void;
   log?: (line: string) => void;
+}
+
+/** Errors worth retrying, as the SDK's default error filter has them. */
+const RETRYABLE = new Set([
+  "NotConnectedError",
+  "TimeoutError",
+  "ThrottlingError",
+  "InternalServerError",
+  "ServiceUnavailableError",
+]);
+
+/**
+ * The SDK's default policy (exponential back-off with jitter, transient errors only), with two changes: a
+ * refused login is final (the MQTT transport reports a refused *re*connection as a retryable NotConnectedError,
+ * so a device disabled or deleted while connected would otherwise be retried silently for four minutes), and
+ * each retry is reported through `onRetry`.
+ */
+export function retryPolicy(onRetry?: (error: Error) => void) {
+  return {
+    shouldRetry(error: Error): boolean {
+      if (!error || !RETRYABLE.has(error.name)) return false;
+      if (/not authorized|bad username or password|identifier rejected/i.test(error.message ?? ""))
+        return false;
+      onRetry?.(error);
+      return true;
+    },
+    nextRetryTimeout(retryCount: number, isThrottled: boolean): number {
+      if (retryCount === 0 && !isThrottled) return 0;
+      const [base, max] = isThrottled ? [5000, 60_000] : [100, 10_000];
+      const delay = Math.min(max, base * 2 ** retryCount);
+      return Math.round(delay * (0.75 + Math.random() * 0.5));
+    },
+  };
 }
 
 /** A deep copy without functions and without `$`-prefixed keys (`$version`, `$metadata`). */
@@ -91,10 +126,15 @@ export async function reportConnectivity(
   };
 
   try {
+    client.setRetryPolicy(retryPolicy(options.onRetry));
     log?.(`Connecting as ${deviceId} over MQTT...`);
     await withTimeout(client.open(), timeoutSeconds, "Connecting to the hub");
-    client.on("disconnect", (error?: Error) => {
-      if (!closed) options.onConnectionLost?.(error ?? new Error("The hub closed the connection"));
+    // The SDK reconnects by itself (for up to 4 minutes); this fires when it gave up. It passes a
+    // results.Disconnected object whose transportObj is the error, not an Error.
+    client.on("disconnect", (result?: unknown) => {
+      if (closed) return;
+      const cause = (result as { transportObj?: unknown } | undefined)?.transportObj ?? result;
+      options.onConnectionLost?.(cause instanceof Error ? cause : new Error("The hub closed the connection"));
     });
     client.on("error", (error: Error) => {
       if (!closed) options.onConnectionLost?.(error);

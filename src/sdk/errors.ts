@@ -200,6 +200,13 @@ export function describeFailure(error: unknown, context: FailureContext): Failur
 
   const name = names[0] ?? "";
   const said = hubSays(messages);
+  if (names[0] === "NotConnectedError" && !/not authorized|bad username or password/i.test(allText)) {
+    return {
+      kind: "network",
+      message: `The connection to ${hostName} was closed (NotConnectedError).`,
+      hint: "Check that the hub is still running and reachable.",
+    };
+  }
   if (names.includes("DeviceNotFoundError")) {
     return {
       kind: "device-not-found",

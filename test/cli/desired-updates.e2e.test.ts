@@ -105,6 +105,40 @@ describe("report-connectivity, running", () => {
     expect((await tool.exited).code).toBe(0);
   });
 
+  it("exits 1 with the cause when the device is disabled while it runs", async () => {
+    await registerDevice(t.registry, "doomedDevice");
+    const envFile = t.writeEnv("doomed.env", [
+      `IOTHUB_DEVICE_CONNECTION_STRING=${t.hub.deviceConnectionString("doomedDevice")}`,
+      `IOTHUB_CA_FILE=${t.hub.caFile}`,
+    ]);
+    const tool = start("report-connectivity", ["--env-file", envFile]);
+    await tool.waitForStdout(/^Waiting for desired property updates/m);
+    const { responseBody: identity } = await t.registry.get("doomedDevice");
+    await t.registry.update({ ...identity, status: "disabled" });
+    const result = await tool.exited;
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^warning: The connection to localhost:\d+ was closed/m);
+    expect(result.stderr).toMatch(/^error: The hub localhost:\d+ refused the device 'doomedDevice'/m);
+    expect(result.stderr).toMatch(/^hint: .*a disabled device is refused too/m);
+  });
+
+  it("warns while the hub is gone and keeps trying; SIGTERM still exits 0", async () => {
+    const other = await startTestHub();
+    try {
+      const tool = start("report-connectivity", ["--env-file", other.envFile]);
+      await tool.waitForStdout(/^Waiting for desired property updates/m);
+      await other.hub.stop();
+      await tool.waitForStderr(/^warning: .*(ECONNREFUSED|was closed).*Reconnecting\.\.\.$/m);
+      expect(tool.child.exitCode).toBeNull();
+      tool.child.kill("SIGTERM");
+      const result = await tool.exited;
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stderr).not.toMatch(/^error:/m);
+    } finally {
+      await other.close();
+    }
+  });
+
   it("exits 0 on SIGTERM while it is still connecting", async () => {
     const tool = start("report-connectivity", ["--verbose", "--env-file", t.envFile]);
     await tool.waitForStderr(/Connecting as myDeviceId over MQTT/);

@@ -3,6 +3,7 @@ import { parseDeviceConnectionString } from "../../src/config/index.js";
 import {
   type DesiredUpdate,
   reportConnectivity,
+  retryPolicy,
   withoutMetadata,
 } from "../../src/device/report-connectivity.js";
 import { createDeviceClient } from "../../src/sdk/index.js";
@@ -26,6 +27,38 @@ describe("withoutMetadata", () => {
   it("returns an empty object for non-objects", () => {
     expect(withoutMetadata(undefined)).toEqual({});
     expect(withoutMetadata("x")).toEqual({});
+  });
+});
+
+describe("retryPolicy", () => {
+  const named = (name: string, message = "x") => Object.assign(new Error(message), { name });
+
+  it("retries transient errors and reports each retry", () => {
+    const seen: string[] = [];
+    const policy = retryPolicy((e) => seen.push(e.name));
+    expect(policy.shouldRetry(named("NotConnectedError", "Connection to the server has been closed"))).toBe(
+      true,
+    );
+    expect(policy.shouldRetry(named("ThrottlingError"))).toBe(true);
+    expect(seen).toEqual(["NotConnectedError", "ThrottlingError"]);
+  });
+
+  it("gives up on refused logins, even when the transport calls them NotConnectedError", () => {
+    const policy = retryPolicy();
+    expect(policy.shouldRetry(named("NotConnectedError", "Connection refused: Not authorized"))).toBe(false);
+    expect(policy.shouldRetry(named("UnauthorizedError"))).toBe(false);
+    expect(policy.shouldRetry(named("DeviceNotFoundError"))).toBe(false);
+  });
+
+  it("backs off exponentially, with jitter, within bounds", () => {
+    const policy = retryPolicy();
+    expect(policy.nextRetryTimeout(0, false)).toBe(0);
+    for (let n = 1; n < 12; n++) {
+      const delay = policy.nextRetryTimeout(n, false);
+      expect(delay).toBeGreaterThanOrEqual(Math.min(10_000, 100 * 2 ** n) * 0.75);
+      expect(delay).toBeLessThanOrEqual(Math.min(10_000, 100 * 2 ** n) * 1.25);
+    }
+    expect(policy.nextRetryTimeout(20, true)).toBeLessThanOrEqual(75_000);
   });
 });
 
