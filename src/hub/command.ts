@@ -90,7 +90,12 @@ function readKeysFile(file: string): SharedAccessPolicy[] {
   try {
     parsed = JSON.parse(readFileSync(file, "utf8"));
   } catch (error) {
-    throw new Error(`cannot read --keys-file ${file}: ${(error as Error).message.split("\n")[0]}`);
+    // JSON.parse's message may quote the text around the error, which here is a key: say only where it is.
+    const reason =
+      error instanceof SyntaxError
+        ? `not valid JSON${/ at position \d+/.exec(error.message)?.[0] ?? ""}`
+        : (error as Error).message.split("\n")[0];
+    throw new Error(`cannot read --keys-file ${file}: ${reason}`);
   }
   try {
     return validatePolicies((parsed as { policies?: unknown })?.policies);
