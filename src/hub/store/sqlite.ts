@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { DeviceRecord } from "../twin/device.js";
@@ -18,7 +18,10 @@ export class SqliteStore implements Store {
   private readonly upsertMany: (records: readonly DeviceRecord[]) => void;
 
   constructor(dataDir: string | undefined, durability: "normal" | "full" = "normal") {
-    if (dataDir) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    if (dataDir) {
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      ownerOnly(join(dataDir, "hub.db"));
+    }
     this.db = new Database(dataDir ? join(dataDir, "hub.db") : ":memory:");
     if (dataDir) {
       this.db.pragma("journal_mode = WAL");
@@ -68,4 +71,14 @@ export class SqliteStore implements Store {
   close(): void {
     if (this.db.open) this.db.close();
   }
+}
+
+/**
+ * The database holds every device's keys, so it is owner-only like the key files, even in a data directory
+ * the user created with ordinary permissions. SQLite gives its -wal and -shm files the database file's mode;
+ * files left by an older version are tightened too.
+ */
+function ownerOnly(file: string): void {
+  closeSync(openSync(file, "a", 0o600));
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
 }
