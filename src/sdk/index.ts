@@ -1,5 +1,6 @@
 import { Agent, type AgentOptions, type RequestOptions } from "node:https";
 import type { Duplex } from "node:stream";
+import { rootCertificates } from "node:tls";
 import type { Client as DeviceClient } from "azure-iot-device";
 import type { Registry } from "azure-iothub";
 import type { DeviceConnectionString, ServiceConnectionString } from "../config/index.js";
@@ -48,6 +49,14 @@ export class HostPortAgent extends Agent {
   }
 }
 
+/**
+ * The CAs to trust when an extra one is configured: Node's usual roots plus that one. (A bare `ca` option would
+ * replace the roots, so a forgotten IOTHUB_CA_FILE would break connections to Azure.)
+ */
+export function trustedCas(extraCa: string): string {
+  return `${rootCertificates.join("\n")}\n${extraCa.trim()}\n`;
+}
+
 /** True when the SDK cannot reach this hub on its own: `HostName` has a port, or an extra CA must be trusted. */
 export function needsAdapter(hostName: string, ca: string | undefined): boolean {
   return splitHostPort(hostName).port !== undefined || ca !== undefined;
@@ -65,7 +74,7 @@ interface RestApiClientLike {
   setOptions(options: unknown): void;
 }
 
-/** A `Registry` for the service connection string, reaching `host:port` and trusting `ca` when given. */
+/** A `Registry` for the service connection string, reaching `host:port` and also trusting `ca` when given. */
 export async function createRegistry(
   connection: ServiceConnectionString,
   ca?: string,
@@ -84,12 +93,13 @@ export async function createRegistry(
       "This version of azure-iothub does not expose its REST client; cannot reach a HostName with a port or a custom CA.",
     );
   }
-  const agent = new HostPortAgent(ca ? { ca } : {});
-  restApiClient.setOptions(ca ? { http: { agent }, ca } : { http: { agent } });
+  const trusted = ca ? trustedCas(ca) : undefined;
+  const agent = new HostPortAgent(trusted ? { ca: trusted } : {});
+  restApiClient.setOptions(trusted ? { http: { agent }, ca: trusted } : { http: { agent } });
   return { registry, adapted: true, close: () => agent.destroy() };
 }
 
-/** A device client over MQTT for the device connection string, trusting `ca` when given. */
+/** A device client over MQTT for the device connection string, also trusting `ca` when given. */
 export async function createDeviceClient(
   connection: DeviceConnectionString,
   ca?: string,
@@ -100,6 +110,6 @@ export async function createDeviceClient(
   ]);
   const client = device.Client.fromConnectionString(connection.value, mqtt.Mqtt);
   // The MQTT transport connects to mqtts://<HostName>, port included; only the CA needs passing.
-  if (ca) await client.setOptions({ ca });
+  if (ca) await client.setOptions({ ca: trustedCas(ca) });
   return client;
 }

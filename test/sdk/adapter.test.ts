@@ -1,9 +1,16 @@
 import type { IncomingMessage } from "node:http";
 import { get, type RequestOptions } from "node:https";
+import { rootCertificates } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseServiceConnectionString } from "../../src/config/index.js";
 import { describeFailure, TimeoutError, withTimeout } from "../../src/sdk/errors.js";
-import { createRegistry, HostPortAgent, needsAdapter, splitHostPort } from "../../src/sdk/index.js";
+import {
+  createRegistry,
+  HostPortAgent,
+  needsAdapter,
+  splitHostPort,
+  trustedCas,
+} from "../../src/sdk/index.js";
 import { closedPort, startTestHub, type TestHub } from "../cli/support.js";
 
 describe("splitHostPort and needsAdapter", () => {
@@ -20,6 +27,13 @@ describe("splitHostPort and needsAdapter", () => {
     expect(needsAdapter("myhub.azure-devices.net", undefined)).toBe(false);
     expect(needsAdapter("localhost:18883", undefined)).toBe(true);
     expect(needsAdapter("myhub.azure-devices.net", "-----BEGIN CERTIFICATE-----")).toBe(true);
+  });
+
+  it("adds an extra CA to Node's roots instead of replacing them", () => {
+    const extra = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----";
+    const bundle = trustedCas(`${extra}\n`);
+    expect(bundle.endsWith(`${extra}\n`)).toBe(true);
+    expect(bundle.match(/-----BEGIN CERTIFICATE-----/g)!.length).toBe(rootCertificates.length + 1);
   });
 
   it("leaves a plain Azure connection string to the SDK as it is", async () => {
