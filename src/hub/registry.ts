@@ -257,6 +257,13 @@ export class DeviceRegistry implements TwinSource {
     if (current) this.save({ ...current, lastActivityTime: this.now() });
   }
 
+  /** Records whether the device's MQTT session is subscribed to desired-property updates (see DeviceRecord). */
+  setDesiredSubscription(deviceId: string, subscribed: boolean): void {
+    const current = this.devices.get(deviceId);
+    if (!current || (current.desiredSubscribed ?? false) === subscribed) return;
+    this.save({ ...current, desiredSubscribed: subscribed });
+  }
+
   private ids(): string[] {
     if (!this.sortedIds) this.sortedIds = [...this.devices.keys()].sort(compareIds);
     return this.sortedIds;

@@ -31,7 +31,6 @@ export async function createMqttFrontend(opts: {
 }): Promise<MqttFrontend> {
   const { registry, authorizer, log } = opts;
   const clients = new Map<string, Client>();
-  const desiredSubscribers = new WeakSet<Client>();
 
   const broker = await Aedes.createBroker({
     // IoT Hub's username is "<host>/<deviceId>/?api-version=..."; the client id is the device id.
@@ -51,7 +50,7 @@ export async function createMqttFrontend(opts: {
 
     authorizeSubscribe(client, subscription, done) {
       if (maySubscribe(client.id, subscription.topic)) {
-        if (subscription.topic === TOPICS.twinDesiredFilter) desiredSubscribers.add(client);
+        if (subscription.topic === TOPICS.twinDesiredFilter) registry.setDesiredSubscription(client.id, true);
         return done(null, subscription);
       }
       log(`MQTT ${client.id} subscribe refused: ${subscription.topic}`);
@@ -88,8 +87,16 @@ export async function createMqttFrontend(opts: {
 
   broker.on("clientReady", (client) => {
     clients.set(client.id, client);
+    // A clean session starts with no subscriptions; a persistent one (CleanSession=0, what the device SDKs
+    // use) keeps its desired-property subscription from earlier connections, even across hub restarts.
+    if (client.clean) registry.setDesiredSubscription(client.id, false);
     registry.setConnected(client.id, true);
     log(`MQTT ${client.id} connected`);
+  });
+  // Explicit UNSUBSCRIBE, and the end of a clean session (aedes unsubscribes everything then).
+  broker.on("unsubscribe", (filters, client) => {
+    if (clients.get(client.id) === client && filters.includes(TOPICS.twinDesiredFilter))
+      registry.setDesiredSubscription(client.id, false);
   });
   broker.on("clientDisconnect", (client) => {
     if (clients.get(client.id) !== client) return;
@@ -149,7 +156,7 @@ export async function createMqttFrontend(opts: {
     },
     pushDesired(deviceId, patch, version) {
       const client = clients.get(deviceId);
-      if (!client || !desiredSubscribers.has(client)) return;
+      if (!client || !registry.find(deviceId)?.desiredSubscribed) return;
       const payload = Buffer.from(JSON.stringify({ ...patch, $version: version }));
       client.publish(
         { cmd: "publish", topic: TOPICS.desiredUpdate(version), payload, qos: 0, retain: false, dup: false },

@@ -14,6 +14,12 @@ export interface DeviceRecord {
   secondaryKey: string;
   iotEdge: boolean;
   twin: TwinState;
+  /**
+   * The device's persistent MQTT session (CleanSession=0) is subscribed to desired-property updates. IoT Hub
+   * keeps a persistent session's subscriptions across connections, and the device SDKs rely on that: they do
+   * not subscribe again after reconnecting.
+   */
+  desiredSubscribed?: boolean;
 }
 
 export interface TwinState {
