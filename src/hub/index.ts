@@ -114,6 +114,8 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     await Promise.all(listeners.map((l) => l.close()));
     await mqtt?.close();
     await rest.close();
+    // Device-side changes still waiting for their group commit (the last disconnections) are kept.
+    registry.commit();
     store.close();
     if (!dataDir) rmSync(certDir, { recursive: true, force: true });
   };

@@ -27,6 +27,11 @@ export interface RegistryHooks {
 /**
  * The identity registry and twins: live state in memory, every change written to the store before it is
  * acknowledged. It is the only place that changes devices, so REST and MQTT see the same rules.
+ *
+ * Service-side changes are written at once. Device-side changes (reported patches, connection state, activity)
+ * are group-committed: written together in one transaction at the end of the event-loop turn, and whoever
+ * answers them waits for that with `afterCommit`. Readers never see what is not stored yet: every write and
+ * every service-side read commits the group first (see `commit`).
  */
 export class DeviceRegistry implements TwinSource {
   private readonly devices = new Map<string, DeviceRecord>();
@@ -34,6 +39,10 @@ export class DeviceRegistry implements TwinSource {
   private readonly rendered = new Map<string, TwinDocument>();
   private sortedIds: string[] | null = null;
   private etagCounter = 0;
+  /** Devices changed since the last commit, with their record as the store still has it (for a rollback). */
+  private uncommitted = new Map<string, DeviceRecord>();
+  private commitWaiters: Array<(error?: Error) => void> = [];
+  private commitScheduled = false;
 
   constructor(
     private readonly store: Store,
@@ -71,9 +80,55 @@ export class DeviceRegistry implements TwinSource {
   }
 
   private save(record: DeviceRecord): void {
+    this.commit();
     this.store.put(record);
     this.devices.set(record.deviceId, record);
     this.rendered.delete(record.deviceId);
+  }
+
+  /** A device-side change of an existing device: in memory now, in the store with the next group commit. */
+  private saveGrouped(record: DeviceRecord): void {
+    const id = record.deviceId;
+    if (!this.uncommitted.has(id)) this.uncommitted.set(id, this.devices.get(id)!);
+    this.devices.set(id, record);
+    this.rendered.delete(id);
+    if (!this.commitScheduled) {
+      this.commitScheduled = true;
+      setImmediate(() => {
+        this.commitScheduled = false;
+        this.commit();
+      });
+    }
+  }
+
+  /**
+   * Calls `done` once every change made so far is in the store: at once when none is waiting, else after the
+   * group commit, with the error if that failed (the changes are then rolled back in memory too).
+   */
+  afterCommit(done: (error?: Error) => void): void {
+    if (this.uncommitted.size === 0) done();
+    else this.commitWaiters.push(done);
+  }
+
+  /** Writes the grouped device-side changes in one transaction and answers whoever waits for them. */
+  commit(): void {
+    if (this.uncommitted.size === 0) return;
+    const group = this.uncommitted;
+    const waiters = this.commitWaiters;
+    this.uncommitted = new Map();
+    this.commitWaiters = [];
+    let failure: Error | undefined;
+    try {
+      this.store.putMany([...group.keys()].map((id) => this.devices.get(id)!));
+    } catch (error) {
+      failure = error instanceof Error ? error : new Error(String(error));
+      // Nothing of the group is stored: memory goes back to what the store holds.
+      for (const [id, stored] of group) {
+        this.devices.set(id, stored);
+        this.rendered.delete(id);
+      }
+    }
+    for (const done of waiters) done(failure);
   }
 
   /** Builds a new device record from a registry PUT body, validating everything first. */
@@ -143,6 +198,7 @@ export class DeviceRegistry implements TwinSource {
   delete(deviceId: string, ifMatch: string): void {
     const current = this.require(deviceId);
     checkEtag(ifMatch, current.etag, "device");
+    this.commit();
     this.store.delete(deviceId);
     this.devices.delete(deviceId);
     this.rendered.delete(deviceId);
@@ -158,6 +214,7 @@ export class DeviceRegistry implements TwinSource {
       seen.add(id);
       return this.buildNew(id, input);
     });
+    this.commit();
     this.store.putMany(records);
     for (const r of records) this.devices.set(r.deviceId, r);
     this.sortedIds = null;
@@ -165,12 +222,14 @@ export class DeviceRegistry implements TwinSource {
   }
 
   list(top: number): DeviceRecord[] {
+    this.commit();
     return this.ids()
       .slice(0, top)
       .map((id) => this.devices.get(id)!);
   }
 
   statistics() {
+    this.commit();
     let enabled = 0;
     for (const d of this.devices.values()) if (d.status === "enabled") enabled++;
     return {
@@ -181,6 +240,7 @@ export class DeviceRegistry implements TwinSource {
   }
 
   twin(deviceId: string): TwinDocument {
+    this.commit();
     const cached = this.rendered.get(deviceId);
     if (cached) return cached;
     const doc = renderTwin(this.require(deviceId));
@@ -231,11 +291,15 @@ export class DeviceRegistry implements TwinSource {
     return this.twin(deviceId);
   }
 
-  /** Device-side reported patch (MQTT); returns the new reported `$version`. */
+  /**
+   * Device-side reported patch (MQTT); returns the new reported `$version`. The change is group-committed:
+   * acknowledge it from `afterCommit`.
+   */
   updateReported(deviceId: string, patch: unknown): number {
     const current = this.require(deviceId);
-    const twin = applyChange(current.twin, { reported: patch as Record<string, unknown> }, this.now());
-    this.save({ ...current, twin, lastActivityTime: this.now() });
+    const now = this.now();
+    const twin = applyChange(current.twin, { reported: patch as Record<string, unknown> }, now);
+    this.saveGrouped({ ...current, twin, lastActivityTime: now });
     return twin.reported.version;
   }
 
@@ -244,7 +308,7 @@ export class DeviceRegistry implements TwinSource {
     const current = this.devices.get(deviceId);
     if (!current) return;
     const now = this.now();
-    this.save({
+    this.saveGrouped({
       ...current,
       connectionState: connected ? "Connected" : "Disconnected",
       connectionStateUpdatedTime: now,
@@ -254,7 +318,7 @@ export class DeviceRegistry implements TwinSource {
 
   touch(deviceId: string): void {
     const current = this.devices.get(deviceId);
-    if (current) this.save({ ...current, lastActivityTime: this.now() });
+    if (current) this.saveGrouped({ ...current, lastActivityTime: this.now() });
   }
 
   /** Records whether the device's MQTT session is subscribed to desired-property updates (see DeviceRecord). */
@@ -271,6 +335,7 @@ export class DeviceRegistry implements TwinSource {
 
   /** TwinSource for the query engine: ascending deviceId, strictly after `afterId`. */
   *scan(afterId?: string): Iterable<TwinDocument> {
+    this.commit();
     const ids = this.ids();
     let i = 0;
     if (afterId !== undefined) {

@@ -105,7 +105,11 @@ export async function createMqttFrontend(opts: {
     log(`MQTT ${client.id} disconnected`);
   });
 
-  /** Twin requests are answered on the response topic, errors included (400 bad patch, 404 gone, 500). */
+  /**
+   * Twin requests are answered on the response topic, errors included (400 bad patch, 404 gone, 500). Every
+   * answer waits for the registry's group commit, so a device hears of nothing that is not stored yet, and
+   * answers leave in the order the requests came.
+   */
   function answerTwinRequest(
     client: Client,
     kind: "twinGet" | "reportedPatch",
@@ -114,21 +118,43 @@ export async function createMqttFrontend(opts: {
   ) {
     try {
       if (kind === "twinGet") {
-        reply(client, 200, rid, undefined, JSON.stringify(renderDeviceTwin(registry.require(client.id))));
+        const body = JSON.stringify(renderDeviceTwin(registry.require(client.id)));
+        registry.afterCommit((error) =>
+          error ? failed(client, kind, rid) : reply(client, 200, rid, undefined, body),
+        );
         return;
       }
       const version = registry.updateReported(client.id, JSON.parse(payload.toString("utf8")));
-      log(`MQTT ${client.id} reported patch -> $version ${version}`);
-      reply(client, 204, rid, version, "");
+      registry.afterCommit((error) => {
+        if (error) return failed(client, kind, rid);
+        log(`MQTT ${client.id} reported patch -> $version ${version}`);
+        reply(client, 204, rid, version, "");
+      });
     } catch (error) {
       const known = error instanceof HubError;
       const status = known ? error.status : error instanceof SyntaxError ? 400 : 500;
       const message = known ? error.message : status === 400 ? "payload is not JSON" : "hub error";
+      refuse(client, kind, rid, status, message);
+    }
+  }
+
+  function failed(client: Client, kind: "twinGet" | "reportedPatch", rid: string) {
+    refuse(client, kind, rid, 500, "hub error");
+  }
+
+  function refuse(
+    client: Client,
+    kind: "twinGet" | "reportedPatch",
+    rid: string,
+    status: number,
+    message: string,
+  ) {
+    registry.afterCommit(() => {
       log(
         `MQTT ${client.id} ${kind === "twinGet" ? "twin GET" : "reported patch"} refused (${status}): ${message}`,
       );
       reply(client, status, rid, undefined, JSON.stringify({ message }));
-    }
+    });
   }
 
   function reply(client: Client, status: number, rid: string, version: number | undefined, body: string) {

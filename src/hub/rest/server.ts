@@ -58,6 +58,8 @@ export async function createRestApi({
   });
 
   app.addHook("onRequest", async (request) => {
+    // Device-side changes waiting for their group commit are stored before any service call reads or writes.
+    registry.commit();
     const permission = request.routeOptions.config.permission;
     if (permission)
       request.policyName = authorizer.service(headerOf(request, HEADERS.authorization), permission);
