@@ -175,6 +175,18 @@ export async function reportConnectivity(
     // The SDK drops the acknowledgement's $version; read the twin again to learn it. This also delivers any
     // desired update made between the first read and the subscription.
     await withTimeout(twin.get(), timeoutSeconds, "Reading back the reported properties");
+    if (!options.once) {
+      // IoT Hub does not replay desired updates made while a device was disconnected: once the SDK has
+      // reconnected by itself, read the twin again. The full read reaches the listener above, which passes
+      // it on only when its version is newer than the last one seen.
+      client.on("connect", () => {
+        if (closed) return;
+        log?.("Reconnected: reading the twin again for desired updates made meanwhile.");
+        withTimeout(twin.get(), timeoutSeconds, "Reading the device twin after reconnecting").catch((error) =>
+          log?.((error as Error).message),
+        );
+      });
+    }
     return {
       deviceId,
       desired,
