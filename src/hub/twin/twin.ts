@@ -227,14 +227,15 @@ export function twinEtag(version: number): string {
 }
 
 function renderSection(s: SectionState): TwinSection {
-  return {
-    ...cloneJson(s.props),
-    $metadata: cloneJson(s.meta),
-    $version: s.version,
-  } as TwinSection;
+  return { ...s.props, $metadata: s.meta, $version: s.version } as TwinSection;
 }
 
-/** The twin document as `GET /twins/{id}` returns it. */
+/**
+ * The twin document as `GET /twins/{id}` returns it. Twin states are never changed in place (see
+ * applyChange), so the document shares their property trees instead of copying them: the registry keeps one
+ * rendered document per twin for queries, and 100,000 copies would double the hub's memory. Treat it as
+ * read-only.
+ */
 export function renderTwin(r: DeviceRecord): TwinDocument {
   return {
     deviceId: r.deviceId,
@@ -249,7 +250,7 @@ export function renderTwin(r: DeviceRecord): TwinDocument {
     x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
     modelId: "",
     version: r.twin.version,
-    tags: cloneJson(r.twin.tags),
+    tags: r.twin.tags,
     properties: { desired: renderSection(r.twin.desired), reported: renderSection(r.twin.reported) },
   };
 }
