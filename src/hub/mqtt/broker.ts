@@ -85,11 +85,15 @@ export async function createMqttFrontend(opts: {
     },
   });
 
+  // A clean session starts with no subscriptions; a persistent one (CleanSession=0, what the device SDKs
+  // use) keeps its desired-property subscription from earlier connections, even across hub restarts. This
+  // runs when aedes registers the client, before its CONNACK: aedes handles a SUBSCRIBE that follows the
+  // CONNACK at once, possibly before "clientReady", which would be too late to reset anything.
+  broker.on("client", (client) => {
+    if (client.clean) registry.setDesiredSubscription(client.id, false);
+  });
   broker.on("clientReady", (client) => {
     clients.set(client.id, client);
-    // A clean session starts with no subscriptions; a persistent one (CleanSession=0, what the device SDKs
-    // use) keeps its desired-property subscription from earlier connections, even across hub restarts.
-    if (client.clean) registry.setDesiredSubscription(client.id, false);
     registry.setConnected(client.id, true);
     log(`MQTT ${client.id} connected`);
   });
