@@ -5,9 +5,11 @@
  *  - "broker": a bare aedes broker over TLS on loopback (the ceiling for scenario 2), same certificate type;
  *  - "seed": writes `count` devices with tags and reported properties straight into a data dir through the
  *    hub's own DeviceRegistry and SqliteStore (scenario 3's 100,000 twins in seconds), then exits.
- * It answers the parent's IPC messages: { cmd: "stats" } and { cmd: "stop" }.
+ * It answers the parent's IPC messages: stats, gc, profile-start / profile-stop (a CPU profile of one phase,
+ * through the inspector) and stop.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,6 +35,8 @@ export interface ServerInfo {
 export interface ServerStats {
   rss: number;
   heapUsed: number;
+  heapTotal: number;
+  external: number;
   /** process.cpuUsage() user + system, microseconds. */
   cpuMicros: number;
   connected: number;
@@ -53,15 +57,45 @@ const args = JSON.parse(argText ?? "{}");
 function stats(connected: number): ServerStats {
   const cpu = process.cpuUsage();
   const mem = process.memoryUsage();
-  return { rss: mem.rss, heapUsed: mem.heapUsed, cpuMicros: cpu.user + cpu.system, connected };
+  return {
+    rss: mem.rss,
+    heapUsed: mem.heapUsed,
+    heapTotal: mem.heapTotal,
+    external: mem.external,
+    cpuMicros: cpu.user + cpu.system,
+    connected,
+  };
+}
+
+let session: Session | undefined;
+/** Inspector calls for profiling one phase of a run (the parent asks for it around what it measures). */
+function post(method: string): Promise<unknown> {
+  if (!session) {
+    session = new Session();
+    session.connect();
+  }
+  return new Promise((resolve, reject) =>
+    session!.post(method, (error, result) => (error ? reject(error) : resolve(result))),
+  );
 }
 
 function serve(info: ServerInfo, connected: () => number, stop: () => Promise<void>) {
-  process.on("message", async (m: { cmd: string }) => {
+  process.on("message", async (m: { cmd: string; dir?: string; name?: string }) => {
     if (m.cmd === "stats") send({ stats: stats(connected()) });
     if (m.cmd === "gc") {
       (globalThis as { gc?: () => void }).gc?.();
       send({ gc: true });
+    }
+    if (m.cmd === "profile-start") {
+      await post("Profiler.enable");
+      await post("Profiler.start");
+      send({ profiling: true });
+    }
+    if (m.cmd === "profile-stop") {
+      const { profile } = (await post("Profiler.stop")) as { profile: unknown };
+      const file = join(m.dir ?? tmpdir(), `${m.name ?? role}.cpuprofile`);
+      writeFileSync(file, JSON.stringify(profile));
+      send({ profile: file });
     }
     if (m.cmd === "stop") {
       await stop();
@@ -74,7 +108,7 @@ function serve(info: ServerInfo, connected: () => number, stop: () => Promise<vo
   send({ ready: info });
 }
 
-/** Collects the registry's single-record writes and commits them in one transaction per batch. */
+/** Collects the registry's writes (the last one of each device wins) and stores them in one transaction per batch. */
 class BatchingStore implements Store {
   private pending = new Map<string, DeviceRecord>();
   constructor(private readonly inner: SqliteStore) {}
@@ -85,9 +119,10 @@ class BatchingStore implements Store {
     this.pending.set(record.deviceId, record);
   }
   putMany(records: readonly DeviceRecord[]): void {
-    this.inner.putMany(records);
+    for (const r of records) this.pending.set(r.deviceId, r);
   }
   delete(id: string): void {
+    this.flush();
     this.inner.delete(id);
   }
   flush(): void {
@@ -125,6 +160,8 @@ async function seed({ dataDir, count, prefix, key }: SeedArgs): Promise<void> {
       const reported = reportedFor(i);
       if (reported) registry.updateReported(id, reported);
     }
+    // Reported patches are group-committed by the registry: commit them, then write the batch.
+    registry.commit();
     store.flush();
   }
   store.close();

@@ -40,6 +40,8 @@ interface LoadResult {
   errors: number;
   serverCpu: number;
   generatorCpu: number;
+  /** Server CPU time per acknowledged message, microseconds: less sensitive to other load than rates. */
+  serverCpuPerMessage: number;
 }
 
 /** The hub's twin request/response: one pending map per client, keyed by $rid. */
@@ -148,6 +150,7 @@ async function drive(
     errors,
     serverCpu: cpuShare(before, after, seconds),
     generatorCpu: (gen.user + gen.system) / 1e6 / seconds,
+    serverCpuPerMessage: acked > 0 ? (after.cpuMicros - before.cpuMicros) / acked : Number.NaN,
   };
 }
 
@@ -160,6 +163,7 @@ const LOAD_UNITS = {
   errors: "",
   serverCpu: "%",
   generatorCpu: "%",
+  serverCpuPerMessage: "us",
 } as const;
 
 async function measure(
@@ -168,12 +172,16 @@ async function measure(
   send: Sender,
   options: DevicesOptions,
   window: number,
+  profileName: string,
 ): Promise<{ fixed: Record<keyof LoadResult, Figure>; saturated: Record<keyof LoadResult, Figure> }> {
   const fixedRuns: LoadResult[] = [];
-  const saturated = await repeat(options.reps, LOAD_UNITS, async () => {
+  const saturated = await repeat(options.reps, LOAD_UNITS, async (rep) => {
     // Fixed load and saturation alternate so both see the same machine noise.
     fixedRuns.push(await drive(server, clients, send, options.duration, FIXED_RATE, 1));
+    const profile = options.profileDir !== undefined && rep === 0;
+    if (profile) await server.profileStart();
     const r = await drive(server, clients, send, options.duration, undefined, window);
+    if (profile) console.log(`  profile: ${await server.profileStop(options.profileDir!, profileName)}`);
     return { ...r };
   });
   const fixed = Object.fromEntries(
@@ -200,7 +208,7 @@ export async function scenarioDevices(
 
     // The hub.
     const dataDir = mkdtempSync(join(tmpdir(), "bench-s2-"));
-    const hub = await startServer("hub", { dataDir }, { profileDir: options.profileDir });
+    const hub = await startServer("hub", { dataDir });
     let hubResult: Awaited<ReturnType<typeof measure>>;
     let connectRate: number;
     try {
@@ -220,7 +228,7 @@ export async function scenarioDevices(
       connectRate = connected.perSecond;
       try {
         await Promise.all(connected.clients.map((c) => subscribe(c, "$iothub/twin/res/#")));
-        hubResult = await measure(hub, k, hubSender(connected.clients), options, window);
+        hubResult = await measure(hub, k, hubSender(connected.clients), options, window, `hub-patches-K${k}`);
       } finally {
         await closeAll(connected.clients);
       }
@@ -235,7 +243,14 @@ export async function scenarioDevices(
     try {
       const connected = await connectMany({ port: broker.info.port, caPem: broker.info.caPem }, ids);
       try {
-        brokerResult = await measure(broker, k, brokerSender(connected.clients, ids), options, window);
+        brokerResult = await measure(
+          broker,
+          k,
+          brokerSender(connected.clients, ids),
+          options,
+          window,
+          `broker-publishes-K${k}`,
+        );
       } finally {
         await closeAll(connected.clients);
       }
@@ -266,7 +281,9 @@ export async function scenarioDevices(
       hubResult.fixed.p99,
       big ? { atMost: 50, text: "< 50 ms" } : undefined,
     );
+    report.add(S, `K=${n}: hub CPU per patch at saturation`, hubResult.saturated.serverCpuPerMessage);
     report.add(S, `K=${n}: bare broker QoS 1 acks/s (ceiling)`, ceiling);
+    report.add(S, `K=${n}: bare broker CPU per publish`, brokerResult.saturated.serverCpuPerMessage);
     report.add(S, `K=${n}: bare broker p99 at 1,000/s offered`, brokerResult.fixed.p99);
     report.add(S, `K=${n}: hub rate / ceiling`, fraction, big ? { atLeast: 0.5, text: ">= 50%" } : undefined);
     const errors = hubResult.saturated.errors.median + hubResult.fixed.errors.median;

@@ -6,7 +6,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { TUTORIAL_DEVICE } from "../src/hub/index.js";
 import { countingRegistry, nextPage } from "./clients.js";
+import { deviceId, PLANT, reportedFor, tagsFor } from "./dataset.js";
 import type { Report } from "./report.js";
 import { type Server, seed, startServer } from "./servers.js";
 import { figure, ms, now, percentile } from "./stats.js";
@@ -55,7 +57,7 @@ export async function scenarioQueries(
   const dataDir = mkdtempSync(join(tmpdir(), "bench-s3-"));
   const seeded = await seed({ dataDir, count: options.twins, prefix: QUERY_PREFIX, key: QUERY_KEY });
   console.log(`  seeded ${n} twins in ${(seeded.ms / 1000).toFixed(1)} s`);
-  const hub = await startServer("hub", { dataDir }, { profileDir: options.profileDir });
+  const hub = await startServer("hub", { dataDir });
   const cleanup = async () => {
     await hub.stop();
     rmSync(dataDir, { recursive: true, force: true });
@@ -65,12 +67,20 @@ export async function scenarioQueries(
   const { registry, close } = countingRegistry(hub.info.serviceConnectionString!, hub.info.caPem);
   let keep = false;
   try {
+    const expected = expectedFirstPages(options.twins);
     const firstPage = async (sql: string) => {
       const t = now();
       const page = await registry.createQuery(sql, 100).next();
       const elapsed = ms(t);
-      if (!Array.isArray(page.result) || page.result.length === 0) {
-        throw new Error(`no rows for ${sql}`);
+      const want = expected.get(sql);
+      const rows = page.result as Array<Record<string, unknown>>;
+      const got = JSON.stringify(
+        rows.every((r) => typeof r.deviceId === "string")
+          ? rows.map((r) => r.deviceId)
+          : [...rows].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))),
+      );
+      if (want !== undefined && got !== want) {
+        throw new Error(`wrong first page for ${sql}: ${got.slice(0, 200)}, expected ${want.slice(0, 200)}`);
       }
       return elapsed;
     };
@@ -90,12 +100,17 @@ export async function scenarioQueries(
       const p50s: number[] = [];
       const p99s: number[] = [];
       const all: number[] = [];
+      if (options.profileDir) await hub.profileStart();
       for (let r = 0; r < rounds; r++) {
         const samples: number[] = [];
         for (let i = 0; i < perRound; i++) samples.push(await firstPage(sql));
         p50s.push(percentile(samples, 50));
         p99s.push(percentile(samples, 99));
         all.push(...samples);
+      }
+      if (options.profileDir) {
+        const file = `query-${name.replace(/[^A-Za-z0-9]+/g, "-").replace(/-$/, "")}`;
+        console.log(`  profile: ${await hub.profileStop(options.profileDir, file)}`);
       }
       const target = TARGETS[name];
       const p50 = figure(p50s, "ms");
@@ -145,4 +160,55 @@ export async function scenarioQueries(
     close();
     if (!keep) await cleanup();
   }
+}
+
+/**
+ * What the first page of each query must hold, worked out from the seeded data itself (so a wrong answer
+ * cannot pass for a fast one): the first 100 matching device IDs in order, or the aggregate rows.
+ */
+function expectedFirstPages(twins: number): Map<string, string> {
+  const devices = Array.from({ length: twins }, (_, i) => ({
+    deviceId: deviceId(QUERY_PREFIX, i),
+    tags: tagsFor(i) as { deviceType: string; location?: { region: string; plant: string } },
+    reported: reportedFor(i) as { connectivity?: string | { type: string } } | undefined,
+  }));
+  // The hub's own device has neither tags nor reported properties.
+  devices.push({ deviceId: TUTORIAL_DEVICE.deviceId, tags: {} as never, reported: undefined });
+  devices.sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
+  const ids = (match: (d: (typeof devices)[number]) => boolean) =>
+    JSON.stringify(
+      devices
+        .filter(match)
+        .slice(0, 100)
+        .map((d) => d.deviceId),
+    );
+  const type = (d: (typeof devices)[number]) =>
+    typeof d.reported?.connectivity === "object" ? d.reported.connectivity.type : undefined;
+  const regions = new Map<string, number>();
+  for (const d of devices) {
+    const region = d.tags.location?.region;
+    if (region !== undefined) regions.set(region, (regions.get(region) ?? 0) + 1);
+  }
+  const groups = [...regions]
+    .map(([region, n]) => ({ region, n }))
+    // Twins without the grouped property form one group without it.
+    .concat([
+      { n: devices.filter((d) => d.tags.location === undefined).length } as { region: string; n: number },
+    ])
+    .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+  return new Map([
+    [QUERIES["GROUP BY"], JSON.stringify(groups)],
+    [QUERIES["tag equality"], ids((d) => d.tags.location?.plant === PLANT)],
+    [
+      QUERIES["tag AND reported property"],
+      ids((d) => d.tags.location?.plant === PLANT && type(d) === "cellular"),
+    ],
+    [QUERIES.IN, ids((d) => d.tags.deviceType === "camera" || d.tags.deviceType === "gateway")],
+    [QUERIES.IS_DEFINED, ids((d) => d.reported?.connectivity !== undefined)],
+    [QUERIES["SELECT COUNT()"], JSON.stringify([{ total: devices.length }])],
+    [
+      QUERIES["COUNT() WHERE (full scan)"],
+      JSON.stringify([{ n: devices.filter((d) => d.tags.location?.region === "EU").length }]),
+    ],
+  ]);
 }

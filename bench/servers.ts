@@ -4,11 +4,6 @@ import type { SeedArgs, ServerInfo, ServerStats } from "./hub-process.js";
 
 const SCRIPT = new URL("./hub-process.js", import.meta.url);
 
-export interface ServerOptions {
-  /** Write a CPU profile of the child into this directory (node --cpu-prof). */
-  profileDir?: string;
-}
-
 export interface Server {
   info: ServerInfo;
   pid: number;
@@ -16,11 +11,13 @@ export interface Server {
   /** Asks the child to run a full garbage collection (it runs with --expose-gc). */
   gc(): Promise<void>;
   stop(): Promise<void>;
+  /** Profiles the child between these two calls; returns the .cpuprofile file. */
+  profileStart(): Promise<void>;
+  profileStop(dir: string, name: string): Promise<string>;
 }
 
-function spawnChild(role: string, args: unknown, options: ServerOptions = {}): ChildProcess {
+function spawnChild(role: string, args: unknown): ChildProcess {
   const execArgv = ["--expose-gc"];
-  if (options.profileDir) execArgv.push("--cpu-prof", `--cpu-prof-dir=${options.profileDir}`);
   return fork(SCRIPT, [role, JSON.stringify(args)], {
     execArgv,
     stdio: ["ignore", "inherit", "inherit", "ipc"],
@@ -51,12 +48,8 @@ function nextMessage<T>(child: ChildProcess, key: string): Promise<T> {
   });
 }
 
-export async function startServer(
-  role: "hub" | "broker",
-  args: { dataDir?: string } = {},
-  options: ServerOptions = {},
-): Promise<Server> {
-  const child = spawnChild(role, args, options);
+export async function startServer(role: "hub" | "broker", args: { dataDir?: string } = {}): Promise<Server> {
+  const child = spawnChild(role, args);
   const info = await nextMessage<ServerInfo>(child, "ready");
   let stopping: Promise<void> | undefined;
   return {
@@ -65,6 +58,16 @@ export async function startServer(
     stats() {
       const reply = nextMessage<ServerStats>(child, "stats");
       child.send({ cmd: "stats" });
+      return reply;
+    },
+    async profileStart() {
+      const reply = nextMessage<boolean>(child, "profiling");
+      child.send({ cmd: "profile-start" });
+      await reply;
+    },
+    profileStop(dir: string, name: string) {
+      const reply = nextMessage<string>(child, "profile");
+      child.send({ cmd: "profile-stop", dir, name });
       return reply;
     },
     async gc() {

@@ -83,6 +83,7 @@ export function fmt(value: number, unit: string): string {
   if (!Number.isFinite(value)) return "n/a";
   if (unit === "ms") return value < 10 ? `${value.toFixed(2)} ms` : `${value.toFixed(0)} ms`;
   if (unit === "s") return `${value.toFixed(2)} s`;
+  if (unit === "us") return `${value.toFixed(0)} µs`;
   if (unit === "MB") return `${value.toFixed(0)} MB`;
   if (unit === "x") return `${value.toFixed(value < 10 ? 1 : 0)}x`;
   if (unit === "%") return `${(value * 100).toFixed(0)}%`;
