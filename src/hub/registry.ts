@@ -343,7 +343,8 @@ export class DeviceRegistry implements TwinSource {
     }
     for (; i < ids.length; i++) {
       // The id list can be stale if a device was deleted while a page was being walked.
-      if (this.devices.has(ids[i])) yield this.twin(ids[i]);
+      const record = this.devices.get(ids[i]);
+      if (record) yield renderTwin(record);
     }
   }
 }
