@@ -37,7 +37,26 @@ export class Report {
     console.log(`  note: ${text}`);
   }
 
-  /** A plain-text table, also used (between ``` fences) in the README. */
+  /** The same table in Markdown (results.json keeps it, for the README's Performance section). */
+  markdown(): string {
+    const lines = [
+      "| Scenario | Figure | Median | Spread (min - max) | Runs | Target |",
+      "| --- | --- | ---: | ---: | ---: | --- |",
+    ];
+    for (const r of this.rows) {
+      const spread =
+        r.figure.runs.length > 1
+          ? `${fmt(r.figure.min, r.figure.unit)} - ${fmt(r.figure.max, r.figure.unit)}`
+          : "";
+      const target = r.target ? `${r.target.text}: ${r.met ? "met" : "**missed**"}` : "";
+      lines.push(
+        `| ${r.scenario} | ${r.name.trim()} | ${fmt(r.figure.median, r.figure.unit)} | ${spread} | ${r.figure.runs.length} | ${target} |`,
+      );
+    }
+    return lines.join("\n");
+  }
+
+  /** A plain-text table, as printed at the end of a run. */
   table(): string {
     const header = ["", "figure", "median", "spread (min-max)", "runs", "target", ""];
     const lines = this.rows.map((r) => [

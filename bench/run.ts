@@ -142,6 +142,7 @@ writeFileSync(
       rows: report.rows,
       notes: report.notes,
       table,
+      tableMarkdown: report.markdown(),
       scenarios: results,
     },
     null,

@@ -3,17 +3,19 @@
  * when a command needs them), of the whole tutorial sequence (three CLI runs) against a running hub, and the
  * hub's resident memory after scenario 3 with 1,000 devices connected.
  */
-import { spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { closeAll, connectMany } from "./clients.js";
 import { deviceId } from "./dataset.js";
 import type { Report } from "./report.js";
 import type { KeptHub } from "./scenario-queries.js";
 import { QUERY_KEY, QUERY_PREFIX } from "./scenario-queries.js";
 import { startServer } from "./servers.js";
-import { figure, ms, now } from "./stats.js";
+import { figure } from "./stats.js";
+import type { Timed } from "./time-commands.js";
 
 const S = "4 start-up";
 const CONNECTED = 1000;
@@ -24,17 +26,14 @@ export interface StartupOptions {
   root: string;
 }
 
-function runNode(
-  args: string[],
-  cwd: string,
-): { ms: number; status: number | null; stdout: string; stderr: string } {
-  const t = now();
-  const r = spawnSync(process.execPath, args, {
-    cwd,
+/** Runs node commands `runs` times in turn from a small fresh process (see time-commands.ts). */
+function timeCommands(cwd: string, runs: number, commands: string[][]): Timed[][] {
+  const helper = fileURLToPath(new URL("./time-commands.js", import.meta.url));
+  const out = execFileSync(process.execPath, [helper, JSON.stringify({ cwd, runs, commands })], {
     encoding: "utf8",
-    env: { ...process.env, NO_COLOR: "1" },
+    maxBuffer: 64 * 2 ** 20,
   });
-  return { ms: ms(t), status: r.status, stdout: r.stdout, stderr: r.stderr };
+  return JSON.parse(out) as Timed[][];
 }
 
 export async function scenarioStartup(
@@ -49,11 +48,14 @@ export async function scenarioStartup(
       report.note("scenario 4: the CLIs are not built (dist/cli); skipped --help and the tutorial sequence");
     } else {
       // Node's own start-up, for reference: the CLI cannot be faster than this.
-      const bare = Array.from({ length: options.reps }, () => runNode(["-e", ""], cwd).ms);
-      const help = Array.from({ length: options.reps }, () => {
-        const r = runNode([cli("add-tags-and-query"), "--help"], cwd);
-        if (r.status !== 0) throw new Error(`add-tags-and-query --help exited ${r.status}: ${r.stderr}`);
-        return r.ms;
+      const timed = timeCommands(cwd, options.reps, [
+        ["-e", ""],
+        [cli("add-tags-and-query"), "--help"],
+      ]);
+      const bare = timed.map(([b]) => b.ms);
+      const help = timed.map(([, h]) => {
+        if (h.status !== 0) throw new Error(`add-tags-and-query --help exited ${h.status}: ${h.stderr}`);
+        return h.ms;
       });
       report.add(S, "node -e '' (reference)", figure(bare, "ms"));
       report.add(S, "add-tags-and-query --help", figure(help, "ms"), { atMost: 150, text: "< 150 ms" });
@@ -70,15 +72,13 @@ export async function scenarioStartup(
           "report-connectivity --once": [],
           again: [],
         };
-        for (let rep = 0; rep < options.reps; rep++) {
-          const t = now();
-          const first = runNode([cli("add-tags-and-query"), "--env-file", envFile, "--json"], cwd);
-          const device = runNode(
-            [cli("report-connectivity"), "--env-file", envFile, "--once", "--type", "cellular", "--json"],
-            cwd,
-          );
-          const again = runNode([cli("add-tags-and-query"), "--env-file", envFile, "--json"], cwd);
-          sequence.push(ms(t));
+        const runs = timeCommands(cwd, options.reps, [
+          [cli("add-tags-and-query"), "--env-file", envFile, "--json"],
+          [cli("report-connectivity"), "--env-file", envFile, "--once", "--type", "cellular", "--json"],
+          [cli("add-tags-and-query"), "--env-file", envFile, "--json"],
+        ]);
+        for (const [first, device, again] of runs) {
+          sequence.push(first.ms + device.ms + again.ms);
           for (const [name, r] of [
             ["add-tags-and-query", first],
             ["report-connectivity --once", device],
