@@ -2,15 +2,12 @@
  * Scenario 1, back-end at scale: the product's add-tags-and-query logic against the original Python
  * tutorial's strategy, on registries of growing size, through the same SDK and the same hub.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { addTagsAndQuery } from "../src/backend/add-tags-and-query.js";
 import { closeAll, connectMany, countingRegistry, pool, reportOnce, subscribe } from "./clients.js";
 import { CONNECTIVITY, deviceId, PLANT, reportedFor, tagsFor } from "./dataset.js";
 import { originalTutorial } from "./original-tutorial.js";
 import type { Report } from "./report.js";
-import { startServer } from "./servers.js";
+import { startHubInTemp } from "./servers.js";
 import { figure, median, ms, now } from "./stats.js";
 
 const S = "1 back-end";
@@ -41,8 +38,7 @@ export async function scenarioBackend(
   options: BackendOptions,
   report: Report,
 ): Promise<Record<string, unknown>> {
-  const dataDir = mkdtempSync(join(tmpdir(), "bench-s1-"));
-  const hub = await startServer("hub", { dataDir });
+  const { hub, remove } = await startHubInTemp("bench-s1-");
   const counter = countingRegistry(hub.info.serviceConnectionString!, hub.info.caPem);
   const { registry } = counter;
   const target = { port: hub.info.port, caPem: hub.info.caPem, hostName: hub.info.hostName, key: KEY };
@@ -164,8 +160,7 @@ export async function scenarioBackend(
     }
   } finally {
     counter.close();
-    await hub.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    await remove();
   }
   return results;
 }

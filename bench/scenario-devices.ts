@@ -5,14 +5,11 @@
  * broker over TLS (the ceiling). The load generator (this process) uses mqtt.js with SAS tokens made by the
  * hub's own makeToken; the hub and the broker each run in their own process.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { MqttClient } from "mqtt";
 import { closeAll, connectMany, countingRegistry, subscribe } from "./clients.js";
 import { deviceId } from "./dataset.js";
 import type { Report } from "./report.js";
-import { cpuShare, type Server, startServer } from "./servers.js";
+import { cpuShare, type Server, startHubInTemp, startServer } from "./servers.js";
 import { type Figure, figure, Latencies, repeat } from "./stats.js";
 
 const S = "2 devices";
@@ -207,8 +204,7 @@ export async function scenarioDevices(
     const window = Math.max(1, Math.round(IN_FLIGHT / k));
 
     // The hub.
-    const dataDir = mkdtempSync(join(tmpdir(), "bench-s2-"));
-    const hub = await startServer("hub", { dataDir });
+    const { hub, remove } = await startHubInTemp("bench-s2-");
     let hubResult: Awaited<ReturnType<typeof measure>>;
     let connectRate: number;
     try {
@@ -233,8 +229,7 @@ export async function scenarioDevices(
         await closeAll(connected.clients);
       }
     } finally {
-      await hub.stop();
-      rmSync(dataDir, { recursive: true, force: true });
+      await remove();
     }
 
     // The bare broker, same clients and the same in-flight window.

@@ -55,9 +55,16 @@ export async function scenarioQueries(
 ): Promise<{ results: Record<string, unknown>; keepHub?: KeptHub }> {
   const n = options.twins.toLocaleString("en-US");
   const dataDir = mkdtempSync(join(tmpdir(), "bench-s3-"));
-  const seeded = await seed({ dataDir, count: options.twins, prefix: QUERY_PREFIX, key: QUERY_KEY });
-  console.log(`  seeded ${n} twins in ${(seeded.ms / 1000).toFixed(1)} s`);
-  const hub = await startServer("hub", { dataDir });
+  let seeded: { ms: number };
+  let hub: Server;
+  try {
+    seeded = await seed({ dataDir, count: options.twins, prefix: QUERY_PREFIX, key: QUERY_KEY });
+    console.log(`  seeded ${n} twins in ${(seeded.ms / 1000).toFixed(1)} s`);
+    hub = await startServer("hub", { dataDir });
+  } catch (error) {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw error;
+  }
   const cleanup = async () => {
     await hub.stop();
     rmSync(dataDir, { recursive: true, force: true });

@@ -1,5 +1,8 @@
 /** Starts the hub, the bare broker or the seeder in a child process (see hub-process.ts). */
 import { type ChildProcess, fork } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { SeedArgs, ServerInfo, ServerStats } from "./hub-process.js";
 
 const SCRIPT = new URL("./hub-process.js", import.meta.url);
@@ -85,6 +88,25 @@ export async function startServer(role: "hub" | "broker", args: { dataDir?: stri
         clearTimeout(timer);
       })();
       return stopping;
+    },
+  };
+}
+
+/** A hub on a new temporary data directory; `remove` stops it and deletes the directory. */
+export async function startHubInTemp(prefix: string): Promise<{ hub: Server; remove(): Promise<void> }> {
+  const dataDir = mkdtempSync(join(tmpdir(), prefix));
+  let hub: Server;
+  try {
+    hub = await startServer("hub", { dataDir });
+  } catch (error) {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    hub,
+    async remove() {
+      await hub.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
