@@ -62,6 +62,16 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
   }
   if (policies === DEV_POLICIES)
     out("  These are the well-known development keys: fine on your machine, never for anything shared.");
+  // Handlers go in before the env file appears: whoever waits for that file may signal us at once.
+  const shutdown = (signal: string) => {
+    out(`\n${signal}: stopping local-hub`);
+    hub.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once("SIGINT", () => shutdown("SIGINT"));
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
   if (flags.writeEnv) {
     const file = resolve(flags.writeEnv);
     // Written whole, then renamed into place, so a reader never sees half a file.
@@ -73,15 +83,6 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
   }
   out("Press Ctrl-C to stop.");
 
-  const shutdown = (signal: string) => {
-    out(`\n${signal}: stopping local-hub`);
-    hub.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.once("SIGINT", () => shutdown("SIGINT"));
-  process.once("SIGTERM", () => shutdown("SIGTERM"));
   return hub;
 }
 

@@ -62,7 +62,7 @@ describe("the local-hub command", () => {
     for (const f of ["ca-key.pem", "server-key.pem"])
       expect(statSync(join(dir, "data", f)).mode & 0o777).toBe(0o600);
     expect(statSync(join(dir, ".env")).mode & 0o777).toBe(0o600);
-    expect(hub.output()).toContain("Press Ctrl-C to stop");
+    await eventually(() => (hub.output().includes("Press Ctrl-C to stop") ? true : undefined));
     const exited = exitOf(hub.child);
     hub.child.kill("SIGTERM");
     expect((await exited).code).toBe(0);
