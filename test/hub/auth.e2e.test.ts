@@ -1,50 +1,15 @@
-import { request } from "node:https";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEV_POLICIES } from "../../src/hub/auth/credentials.js";
 import { makeToken } from "../../src/hub/auth/sas.js";
+import { inAnHour, policy, type RestCall, rest } from "../reliability/support.js";
 import { registryFor, sdkErrorOf, startTestHub, twinOf } from "./support.js";
 
 type Hub = Awaited<ReturnType<typeof startTestHub>>;
-
-const policy = (name: string) => DEV_POLICIES.find((p) => p.name === name)!;
-const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
 
 describe("local hub REST authentication and error shapes", () => {
   let hub: Hub;
 
   /** A raw HTTPS call, to send what the SDK never would. */
-  function call(
-    method: string,
-    path: string,
-    opts: { auth?: string; body?: string; contentType?: string; headers?: Record<string, string> } = {},
-  ) {
-    return new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request(
-        {
-          host: "localhost",
-          port: hub.port,
-          method,
-          path: `${path}?api-version=2021-04-12`,
-          ca: hub.caPem,
-          headers: {
-            ...(opts.auth ? { authorization: opts.auth } : {}),
-            ...(opts.body !== undefined
-              ? { "content-type": opts.contentType ?? "application/json; charset=utf-8" }
-              : {}),
-            ...opts.headers,
-          },
-        },
-        (res) => {
-          let body = "";
-          res.on("data", (d) => (body += d));
-          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
-        },
-      );
-      req.on("error", reject);
-      if (opts.body !== undefined) req.write(opts.body);
-      req.end();
-    });
-  }
+  const call = (method: string, path: string, opts: RestCall = {}) => rest(hub, method, path, opts);
   const ownerToken = (expiry = inAnHour(), resource = hub.hostName) =>
     makeToken(policy("iothubowner").primaryKey, resource, expiry, "iothubowner");
 
