@@ -10,7 +10,7 @@ import type { DeviceRecord, SectionState } from "../../../src/hub/twin/device.js
 import type { TwinDocument, TwinSection } from "../../../src/hub/twin/types.js";
 import { registryFor, sdkErrorOf } from "../support.js";
 import { CASES, ERROR_CASES } from "./cases.js";
-import { FIXTURE } from "./fixture.js";
+import { FIXTURE, makeTwin } from "./fixture.js";
 
 /**
  * The query cases again, this time through the real SDK (`registry.createQuery`) against a hub whose store
@@ -116,4 +116,50 @@ describe("query cases through the real SDK against the local hub", () => {
       expect(await sdkErrorOf(registry.createQuery(e.query, 10).next()), e.query).toBe("ArgumentError");
     }
   });
+});
+
+describe("paging through the real SDK over 2,500 twins", () => {
+  let hub: RunningHub;
+  let registry: Registry;
+  let dir: string;
+  const N = 2500;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), "hub-paging-"));
+    const store = new SqliteStore(dir);
+    const twins = Array.from({ length: N }, (_, i) =>
+      makeTwin(`p${String(i).padStart(5, "0")}`, { tags: { even: i % 2 === 0 } }),
+    );
+    store.putMany(twins.map(toRecord));
+    store.close();
+    hub = await startHub({ port: 0, dataDir: dir, quiet: true });
+    registry = registryFor(hub.serviceConnectionString, hub.caPem);
+  });
+  afterAll(async () => {
+    await hub.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const pageSize of [1, 7, 100, 1000]) {
+    it(`page size ${pageSize}: every twin exactly once, with twins changing between pages`, async () => {
+      const q = registry.createQuery(
+        "SELECT * FROM devices WHERE tags.even = true OR tags.even = false",
+        pageSize,
+      );
+      const seen = new Map<string, number>();
+      let pages = 0;
+      do {
+        const { result } = await q.nextAsTwin();
+        pages++;
+        for (const t of result) seen.set(t.deviceId, (seen.get(t.deviceId) ?? 0) + 1);
+        // A change to an already returned twin must not bring it back on a later page.
+        if (pages === 2 && result[0])
+          await registry.updateTwin(result[0].deviceId, { tags: { touched: pages } }, "*");
+      } while (q.hasMoreResults);
+      expect(seen.size).toBe(N);
+      expect([...seen.values()].every((n) => n === 1)).toBe(true);
+      // IoT Hub's maximum page size applies: at most 100 per page.
+      expect(pages).toBe(Math.ceil(N / Math.min(pageSize, 100)));
+    });
+  }
 });
