@@ -251,7 +251,7 @@ describe("bad input, counted: SAS tokens on REST and MQTT", () => {
           expect(res.json<{ Message: string }>().Message).toMatch(/^ErrorCode:IotHubUnauthorizedAccess;/);
           // The answer never echoes the token's signature.
           const sig = /sig=([^&]+)/.exec(token ?? "")?.[1];
-          if (sig) expect(res.body).not.toContain(decodeURIComponent(sig));
+          if (sig) expect(res.body).not.toContain(decodedOrRaw(sig));
         }
       });
     });
@@ -399,3 +399,12 @@ describe("bad input, counted: SAS tokens on REST and MQTT", () => {
     expect(tally.handled).toBe(tally.tried);
   });
 });
+
+/** A token cut short may end inside a %XX escape: compare with the raw text then. */
+function decodedOrRaw(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
