@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { Registry } from "azure-iothub";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TUTORIAL_DEVICE } from "../../../src/hub/auth/credentials.js";
-import { type RunningHub, startHub } from "../../../src/hub/index.js";
+import { startHub } from "../../../src/hub/index.js";
 import { SqliteStore } from "../../../src/hub/store/sqlite.js";
 import type { DeviceRecord, SectionState } from "../../../src/hub/twin/device.js";
 import type { TwinDocument, TwinSection } from "../../../src/hub/twin/types.js";
@@ -44,6 +44,23 @@ function toRecord(doc: TwinDocument): DeviceRecord {
   };
 }
 
+/** A hub on a free port over a fresh data directory whose store already holds `twins`. */
+async function seededHub(twins: TwinDocument[]) {
+  const dir = mkdtempSync(join(tmpdir(), "hub-query-"));
+  const store = new SqliteStore(dir);
+  store.putMany(twins.map(toRecord));
+  store.close();
+  const hub = await startHub({ port: 0, dataDir: dir, quiet: true });
+  return {
+    hub,
+    registry: registryFor(hub.serviceConnectionString, hub.caPem),
+    async cleanup() {
+      await hub.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 /** Fields the hub computes itself (and a connected flag it resets at start); cases do not look at them. */
 function comparable(doc: Record<string, unknown>) {
   const { etag: _e, connectionState: _c, ...rest } = doc;
@@ -51,22 +68,14 @@ function comparable(doc: Record<string, unknown>) {
 }
 
 describe("query cases through the real SDK against the local hub", () => {
-  let hub: RunningHub;
+  let seeded: Awaited<ReturnType<typeof seededHub>>;
   let registry: Registry;
-  let dir: string;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "hub-query-"));
-    const store = new SqliteStore(dir);
-    store.putMany(FIXTURE.map(toRecord));
-    store.close();
-    hub = await startHub({ port: 0, dataDir: dir, quiet: true });
-    registry = registryFor(hub.serviceConnectionString, hub.caPem);
+    seeded = await seededHub(FIXTURE);
+    registry = seeded.registry;
   });
-  afterAll(async () => {
-    await hub.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => seeded.cleanup());
 
   /** Walks every page of a query with the SDK, as a user would. */
   async function all(query: string, pageSize: number, asTwin: boolean) {
@@ -119,26 +128,19 @@ describe("query cases through the real SDK against the local hub", () => {
 });
 
 describe("paging through the real SDK over 2,500 twins", () => {
-  let hub: RunningHub;
+  let seeded: Awaited<ReturnType<typeof seededHub>>;
   let registry: Registry;
-  let dir: string;
   const N = 2500;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "hub-paging-"));
-    const store = new SqliteStore(dir);
-    const twins = Array.from({ length: N }, (_, i) =>
-      makeTwin(`p${String(i).padStart(5, "0")}`, { tags: { even: i % 2 === 0 } }),
+    seeded = await seededHub(
+      Array.from({ length: N }, (_, i) =>
+        makeTwin(`p${String(i).padStart(5, "0")}`, { tags: { even: i % 2 === 0 } }),
+      ),
     );
-    store.putMany(twins.map(toRecord));
-    store.close();
-    hub = await startHub({ port: 0, dataDir: dir, quiet: true });
-    registry = registryFor(hub.serviceConnectionString, hub.caPem);
+    registry = seeded.registry;
   });
-  afterAll(async () => {
-    await hub.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(() => seeded.cleanup());
 
   for (const pageSize of [1, 7, 100, 1000]) {
     it(`page size ${pageSize}: every twin exactly once, with twins changing between pages`, async () => {
