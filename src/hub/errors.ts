@@ -36,7 +36,6 @@ export const errors = {
     ),
   routeNotFound: (what: string) =>
     new HubError(404, ERROR_CODES.notFound, `${what} is not an operation of this hub`),
-  methodNotAllowed: (what: string) => new HubError(405, ERROR_CODES.methodNotAllowed, what),
   deviceExists: (deviceId: string) =>
     new HubError(
       409,

@@ -3,8 +3,6 @@
  * See ../../../shared/iothub-protocol-notes.md and the IoT Hub MQTT/REST docs.
  */
 
-export const API_VERSION = "2021-04-12";
-
 export const HEADERS = {
   authorization: "authorization",
   ifMatch: "if-match",
@@ -12,16 +10,12 @@ export const HEADERS = {
   continuation: "x-ms-continuation",
   maxItemCount: "x-ms-max-item-count",
   itemType: "x-ms-item-type",
-  requestId: "request-id",
 } as const;
 
 /** Error codes IoT Hub puts in `Message: "ErrorCode:<code>;<text>"`; the SDK maps some of them to typed errors. */
 export const ERROR_CODES = {
   argumentInvalid: "ArgumentInvalid",
-  argumentNull: "ArgumentNull",
-  invalidProtocolVersion: "InvalidProtocolVersion",
   iotHubUnauthorizedAccess: "IotHubUnauthorizedAccess",
-  iotHubUnauthorized: "IotHubUnauthorized",
   deviceNotFound: "DeviceNotFound",
   deviceAlreadyExists: "DeviceAlreadyExists",
   preconditionFailed: "PreconditionFailed",
@@ -29,7 +23,6 @@ export const ERROR_CODES = {
   sqlQueryInvalid: "SqlQueryInvalid",
   invalidContinuationToken: "InvalidContinuationToken",
   notFound: "NotFound",
-  methodNotAllowed: "MethodNotAllowed",
   serverError: "ServerError",
 } as const;
 

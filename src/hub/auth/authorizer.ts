@@ -1,4 +1,5 @@
 import { errors } from "../errors.js";
+import { CONNACK } from "../protocol.js";
 import type { Permission, SharedAccessPolicy } from "./credentials.js";
 import { type ParsedToken, parseToken, signedByOneOf } from "./sas.js";
 
@@ -8,7 +9,15 @@ export interface DeviceKeys {
   status: "enabled" | "disabled";
 }
 
-export type DeviceAuthResult = { ok: true } | { ok: false; reason: string; returnCode: 4 | 5 };
+type RefusalCode = (typeof CONNACK)[keyof typeof CONNACK];
+export type DeviceAuthResult = { ok: true } | { ok: false; reason: string; returnCode: RefusalCode };
+
+/** A refused MQTT login: CONNACK 4 for credentials that do not hold, 5 for a login that is not allowed. */
+export const loginRefused = (reason: string, returnCode: RefusalCode): DeviceAuthResult => ({
+  ok: false,
+  reason,
+  returnCode,
+});
 
 /**
  * Decides who may do what, as IoT Hub does: service calls need a policy token with the operation's
@@ -58,32 +67,34 @@ export class Authorizer {
   /** MQTT CONNECT: checks the device's password (a SAS token) for `deviceId`. */
   device(deviceId: string, password: string | undefined): DeviceAuthResult {
     const token = parseToken(password);
-    if (!token) return { ok: false, reason: "password is not a SharedAccessSignature", returnCode: 4 };
-    if (token.expiry * 1000 <= this.now()) return { ok: false, reason: "token expired", returnCode: 4 };
+    if (!token) return loginRefused("password is not a SharedAccessSignature", CONNACK.badUsernameOrPassword);
+    if (token.expiry * 1000 <= this.now())
+      return loginRefused("token expired", CONNACK.badUsernameOrPassword);
     const device = this.deviceKeys(deviceId);
-    if (!device) return { ok: false, reason: "device not registered", returnCode: 5 };
+    if (!device) return loginRefused("device not registered", CONNACK.notAuthorized);
     const slash = token.resource.indexOf("/");
     const host = slash < 0 ? token.resource : token.resource.slice(0, slash);
     const path = slash < 0 ? "" : token.resource.slice(slash);
-    if (!this.isOurHost(host)) return { ok: false, reason: "token audience is another hub", returnCode: 5 };
+    if (!this.isOurHost(host)) return loginRefused("token audience is another hub", CONNACK.notAuthorized);
     let signed: boolean;
     if (token.keyName === undefined) {
       if (path !== `/devices/${deviceId.toLowerCase()}`) {
-        return { ok: false, reason: "token is for another device", returnCode: 5 };
+        return loginRefused("token is for another device", CONNACK.notAuthorized);
       }
       signed = signedByOneOf(token, [device.primaryKey, device.secondaryKey]);
     } else {
       const policy = this.policy(token.keyName);
       if (path !== "" && path !== `/devices/${deviceId.toLowerCase()}`) {
-        return { ok: false, reason: "token is for another device", returnCode: 5 };
+        return loginRefused("token is for another device", CONNACK.notAuthorized);
       }
       signed =
         !!policy &&
         policy.permissions.includes("DeviceConnect") &&
         signedByOneOf(token, [policy.primaryKey, policy.secondaryKey]);
     }
-    if (!signed) return { ok: false, reason: "signature does not match the device's keys", returnCode: 4 };
-    if (device.status !== "enabled") return { ok: false, reason: "device is disabled", returnCode: 5 };
+    if (!signed)
+      return loginRefused("signature does not match the device's keys", CONNACK.badUsernameOrPassword);
+    if (device.status !== "enabled") return loginRefused("device is disabled", CONNACK.notAuthorized);
     return { ok: true };
   }
 

@@ -1,8 +1,8 @@
 import type { Duplex } from "node:stream";
 import { Aedes, type AuthenticateError, type Client } from "aedes";
-import type { Authorizer } from "../auth/authorizer.js";
+import { type Authorizer, loginRefused } from "../auth/authorizer.js";
 import { HubError } from "../errors.js";
-import { TOPICS } from "../protocol.js";
+import { CONNACK, TOPICS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry.js";
 import { renderDeviceTwin } from "../twin/twin.js";
 import { guardPacketSize, MAX_MQTT_PACKET_BYTES } from "./frame-guard.js";
@@ -39,7 +39,7 @@ export async function createMqttFrontend(opts: {
       const userDevice = username?.split("/")[1];
       const result =
         userDevice !== deviceId
-          ? { ok: false as const, reason: "username does not name this device", returnCode: 4 as const }
+          ? loginRefused("username does not name this device", CONNACK.badUsernameOrPassword)
           : authorizer.device(deviceId, password?.toString("utf8"));
       if (result.ok) return done(null, true);
       log(`MQTT ${deviceId} connect refused: ${result.reason}`);
