@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { Authorizer } from "./auth/authorizer.js";
 import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
 import { createTlsListener } from "./listener.js";
+import { escapeForLog } from "./log.js";
 import { createMqttFrontend } from "./mqtt/broker.js";
 import { DeviceRegistry } from "./registry.js";
 import { createRestApi } from "./rest/server.js";
@@ -64,9 +65,11 @@ export interface RunningHub {
 }
 
 export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
-  const log = options.quiet
+  const sink = options.quiet
     ? () => {}
     : (options.log ?? ((line: string) => console.log(`[local-hub] ${line}`)));
+  // Every line passes the one escaping function: client-chosen text cannot forge lines (see log.ts).
+  const log = (line: string) => sink(escapeForLog(line));
   const policies = options.policies ?? DEV_POLICIES;
   const dataDir = options.inMemory ? undefined : resolve(options.dataDir ?? DEFAULT_DATA_DIR);
   const certDir = dataDir ?? mkdtempSync(join(tmpdir(), "local-hub-"));
