@@ -12,8 +12,7 @@ export interface DeviceKeys {
 type RefusalCode = (typeof CONNACK)[keyof typeof CONNACK];
 export type DeviceAuthResult =
   /** `expiresAt`: when the token ends (ms since the epoch); the hub closes the connection then. */
-  | { ok: true; expiresAt: number }
-  | { ok: false; reason: string; returnCode: RefusalCode };
+  { ok: true; expiresAt: number } | { ok: false; reason: string; returnCode: RefusalCode };
 
 /** A refused MQTT login: CONNACK 4 for credentials that do not hold, 5 for a login that is not allowed. */
 export const loginRefused = (reason: string, returnCode: RefusalCode): DeviceAuthResult => ({
