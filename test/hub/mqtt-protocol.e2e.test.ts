@@ -7,7 +7,6 @@ import {
   nowSeconds,
   rest,
   serviceToken,
-  subscribe,
 } from "../reliability/support.js";
 import { mqttPacket as P, type RawClient, rawMqtt } from "./mqtt-raw.js";
 import { connectDevice, getDeviceTwin, startTestHub } from "./support.js";
