@@ -1,13 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { deliveryOf, isDownstream } from "../../src/hub/mqtt/topics.js";
-import {
-  closed,
-  deviceToken,
-  mqttLogin,
-  nowSeconds,
-  rest,
-  serviceToken,
-} from "../reliability/support.js";
+import { closed, deviceToken, mqttLogin, nowSeconds, rest, serviceToken } from "../reliability/support.js";
 import { mqttPacket as P, type RawClient, rawMqtt } from "./mqtt-raw.js";
 import { connectDevice, getDeviceTwin, startTestHub } from "./support.js";
 
