@@ -28,6 +28,8 @@ export function createTwinRequests(opts: {
   const { registry, log } = opts;
   /** Requests received and not yet answered-and-flushed, per connection. */
   const inFlight = new WeakMap<Client, number>();
+  /** Bytes of answers handed to aedes and not yet written through, per connection. */
+  const unflushed = new WeakMap<Client, number>();
 
   const subscribed = (client: Client) => registry.find(client.id)?.twinResponsesSubscribed === true;
 
@@ -109,7 +111,13 @@ export function createTwinRequests(opts: {
       done();
       return;
     }
-    const unsent = (client.conn as { writableLength?: number }).writableLength ?? 0;
+    // Answers handed to aedes whose write has not completed: a socket that does not drain keeps them here
+    // (aedes waits for "drain"). The kernel's socket buffers hide the first megabytes from `writableLength`,
+    // so the hub counts what it handed over itself.
+    const unsent = Math.max(
+      unflushed.get(client) ?? 0,
+      (client.conn as { writableLength?: number }).writableLength ?? 0,
+    );
     if (unsent > MAX_UNSENT_BYTES) {
       log(
         client.id,
@@ -119,17 +127,16 @@ export function createTwinRequests(opts: {
       done();
       return;
     }
+    const topic = TOPICS.twinResponse(status, rid, version);
+    const bytes = topic.length + body.length + 5;
+    unflushed.set(client, (unflushed.get(client) ?? 0) + bytes);
     client.publish(
-      {
-        cmd: "publish",
-        topic: TOPICS.twinResponse(status, rid, version),
-        payload: Buffer.from(body),
-        qos: 0,
-        retain: false,
-        dup: false,
-      },
+      { cmd: "publish", topic, payload: Buffer.from(body), qos: 0, retain: false, dup: false },
       // Called once the bytes are handed to the socket with room to spare (or the connection is gone).
-      () => done(),
+      () => {
+        unflushed.set(client, (unflushed.get(client) ?? bytes) - bytes);
+        done();
+      },
     );
   }
 
