@@ -4,6 +4,8 @@ import { rest } from "../reliability/support.js";
 import { mqttPacket as P, rawMqtt } from "./mqtt-raw.js";
 import { eventually, startTestHub } from "./support.js";
 
+const hasControl = (line: string) => [...line].some((c) => c.charCodeAt(0) < 0x20 || c === "\x7f");
+
 describe("log lines cannot be forged or flooded by clients", () => {
   it("escapes control characters, DEL, C1 and Unicode line separators", () => {
     expect(escapeForLog("dev\n[local-hub] MQTT admin connected")).toBe(
@@ -49,13 +51,13 @@ describe("log lines cannot be forged or flooded by clients", () => {
       c.write(P.connect(evil, `${hub.hostName}/${evil}/?api-version=2021-04-12`, "SharedAccessSignature x"));
       await c.waitClosed();
       await eventually(() => (lines.some((l) => l.includes("connect refused")) ? true : undefined));
-      for (const l of lines) expect(l).not.toMatch(/[\n\r\x1b]/);
+      for (const l of lines) expect(hasControl(l), l).toBe(false);
       expect(lines.find((l) => l.includes("connect refused"))).toContain(
         "x\\x0a[local-hub] MQTT myDeviceId connected\\x1b[2J",
       );
       // REST paths go through the same function.
       await rest(hub, "GET", "/twins/a%0Ab%1B", { auth: "x" });
-      for (const l of lines) expect(l).not.toMatch(/[\n\r\x1b]/);
+      for (const l of lines) expect(hasControl(l), l).toBe(false);
     });
 
     it("one device refused 200 times writes about 20 lines, not 200", async () => {
