@@ -4,6 +4,7 @@ import { Authorizer } from "../../src/hub/auth/authorizer.js";
 import { DEV_POLICIES } from "../../src/hub/auth/credentials.js";
 import { makeToken } from "../../src/hub/auth/sas.js";
 import { createMqttFrontend, type MqttFrontend } from "../../src/hub/mqtt/broker.js";
+import type { TelemetryMessage } from "../../src/hub/mqtt/telemetry.js";
 import { DeviceRegistry } from "../../src/hub/registry.js";
 import { SqliteStore } from "../../src/hub/store/sqlite.js";
 import type { DeviceRecord } from "../../src/hub/twin/device.js";
@@ -73,9 +74,11 @@ class Wire extends Duplex {
 describe("MQTT front end in-process", () => {
   let frontend: MqttFrontend | undefined;
   const lines: string[] = [];
+  const telemetry: TelemetryMessage[] = [];
   afterEach(async () => {
     await frontend?.close();
     lines.length = 0;
+    telemetry.length = 0;
   });
 
   async function setup() {
@@ -87,11 +90,16 @@ describe("MQTT front end in-process", () => {
       (h) => h === HOST,
       (id) => registry.find(id),
     );
-    frontend = await createMqttFrontend({ registry, authorizer, log: (l) => lines.push(l) });
+    frontend = await createMqttFrontend({
+      registry,
+      authorizer,
+      log: (l) => lines.push(l),
+      onTelemetry: (m) => telemetry.push(m),
+    });
     return { store, registry };
   }
-  const connect = (password = makeToken(KEY, `${HOST}/devices/d1`, Math.floor(Date.now() / 1000) + 600)) =>
-    P.connect("d1", `${HOST}/d1/?api-version=2021-04-12`, password);
+  const token = () => makeToken(KEY, `${HOST}/devices/d1`, Math.floor(Date.now() / 1000) + 600);
+  const connect = (password = token()) => P.connect("d1", `${HOST}/d1/?api-version=2021-04-12`, password);
   const afterConnect = [
     P.subscribe(1, [["$iothub/twin/res/#", 0]]),
     P.publish("$iothub/twin/GET/?$rid=1", ""),
@@ -163,5 +171,42 @@ describe("MQTT front end in-process", () => {
     );
     await eventually(() => (wire.packets().some((p) => p.includes("rid=8")) ? true : undefined));
     expect(wire.packets().find((p) => p.includes("rid=8"))).toMatch(/^publish \$iothub\/twin\/res\/204\//);
+  });
+
+  it("telemetry carries mqtt-retain for RETAIN=1 and iothub-MessageType=Will for a will; other wills do nothing", async () => {
+    const { registry } = await setup();
+    const wire = new Wire();
+    frontend!.handle(wire);
+    const will = { topic: "devices/d1/messages/events/kind=will", payload: "gone" };
+    wire.push(
+      Buffer.concat([
+        P.connect("d1", `${HOST}/d1/?api-version=2021-04-12`, token(), true, 60, will),
+        P.publish("devices/d1/messages/events/a=1&b=x%20y", "r", { qos: 1, retain: true, messageId: 1 }),
+        P.publish("devices/d1/messages/events/", "plain", { qos: 1, messageId: 2 }),
+      ]),
+    );
+    await eventually(() => (telemetry.length === 2 ? true : undefined));
+    expect(telemetry.map((m) => m.properties)).toEqual([{ a: "1", b: "x y", "mqtt-retain": "true" }, {}]);
+    // An abrupt end (no DISCONNECT) makes the broker publish the will.
+    wire.destroy();
+    await eventually(() => (telemetry.length === 3 ? true : undefined));
+    expect(telemetry[2]).toMatchObject({ properties: { kind: "will", "iothub-MessageType": "Will" } });
+    expect(telemetry[2].body.toString()).toBe("gone");
+
+    // A will aimed at the twin is dropped: the reported properties do not change.
+    const before = registry.find("d1")!.twin.reported.version;
+    const second = new Wire();
+    frontend!.handle(second);
+    second.push(
+      P.connect("d1", `${HOST}/d1/?api-version=2021-04-12`, token(), true, 60, {
+        topic: "$iothub/twin/PATCH/properties/reported/?$rid=9",
+        payload: JSON.stringify({ fromWill: true }),
+      }),
+    );
+    await eventually(() => (second.packets().includes("connack 0") ? true : undefined));
+    second.destroy();
+    await eventually(() => (lines.some((l) => l.includes("will message dropped")) ? true : undefined));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(registry.find("d1")!.twin.reported.version).toBe(before);
   });
 });

@@ -27,10 +27,19 @@ const packet = (first: number, body: Buffer) =>
   Buffer.concat([Buffer.from([first, ...remainingLength(body.length)]), body]);
 
 export const mqttPacket = {
-  connect(clientId: string, username: string, password: string, clean = true, keepalive = 60): Buffer {
-    const flags = 0x80 | 0x40 | (clean ? 0x02 : 0);
+  connect(
+    clientId: string,
+    username: string,
+    password: string,
+    clean = true,
+    keepalive = 60,
+    will?: { topic: string; payload: string; retain?: boolean },
+  ): Buffer {
+    const willFlags = will ? 0x04 | (will.retain ? 0x20 : 0) : 0;
+    const flags = 0x80 | 0x40 | willFlags | (clean ? 0x02 : 0);
     const header = Buffer.concat([str("MQTT"), Buffer.from([4, flags, keepalive >> 8, keepalive & 0xff])]);
-    return packet(0x10, Buffer.concat([header, str(clientId), str(username), str(password)]));
+    const willPart = will ? [str(will.topic), str(will.payload)] : [];
+    return packet(0x10, Buffer.concat([header, str(clientId), ...willPart, str(username), str(password)]));
   },
   subscribe(messageId: number, filters: Array<[string, number]>): Buffer {
     const parts = filters.map(([f, q]) => Buffer.concat([str(f), Buffer.from([q])]));

@@ -119,6 +119,14 @@ export async function createMqttFrontend(opts: {
         const retain = packet.retain;
         packet.retain = false;
         const request = classifyPublish(client.id, packet.topic);
+        // A will message is published by aedes while it closes the connection. IoT Hub forwards a will only
+        // "as a telemetry message" with `iothub-MessageType: Will` when its topic is the device's telemetry
+        // topic (the MQTT doc, "Using the MQTT protocol directly"); a will on any other topic is dropped.
+        const will = client.closed;
+        if (will && request.kind !== "telemetry") {
+          deviceLog(client.id, `MQTT ${client.id} will message dropped: ${packet.topic}`);
+          return done(new Error("a will message must use the device's telemetry topic"));
+        }
         switch (request.kind) {
           case "twinGet":
           case "reportedPatch":
@@ -126,7 +134,9 @@ export async function createMqttFrontend(opts: {
             return done(null);
           case "telemetry":
             registry.touch(client.id);
-            opts.onTelemetry?.(telemetryMessage(client.id, packet.topic, packet.payload as Buffer, retain));
+            opts.onTelemetry?.(
+              telemetryMessage(client.id, packet.topic, packet.payload as Buffer, { retain, will }),
+            );
             return done(null);
           case "methodResponse":
             return done(null);

@@ -3,6 +3,7 @@
  * messages"): the topic is `devices/{device-id}/messages/events/{property-bag}` with url-encoded properties.
  * "If a device sends a message with the RETAIN flag set to 1, IoT Hub adds the mqtt-retain application property
  * to the message ... instead of persisting the retain message, IoT Hub passes it to the backend app."
+ * A will message sent on that topic is forwarded the same way, marked `iothub-MessageType: Will`.
  */
 export interface TelemetryMessage {
   deviceId: string;
@@ -14,7 +15,7 @@ export function telemetryMessage(
   deviceId: string,
   topic: string,
   payload: Buffer,
-  retain: boolean,
+  flags: { retain: boolean; will: boolean },
 ): TelemetryMessage {
   const prefix = `devices/${deviceId}/messages/events/`;
   const bag = topic.length > prefix.length ? topic.slice(prefix.length) : "";
@@ -23,6 +24,8 @@ export function telemetryMessage(
   for (const [key, value] of new URLSearchParams(bag.startsWith("?") ? bag.slice(1) : bag)) {
     if (key !== "") properties[key] = value;
   }
-  if (retain) properties["mqtt-retain"] = "true";
+  if (flags.retain) properties["mqtt-retain"] = "true";
+  // "The message has the iothub-MessageType property with a value of Will assigned to it."
+  if (flags.will) properties["iothub-MessageType"] = "Will";
   return { deviceId, properties, body: payload };
 }
