@@ -89,6 +89,16 @@ describe("MQTT protocol details, raw clients against a real hub", () => {
       }
     });
 
+    it("serves 100 packets pipelined in the CONNECT's write (more than aedes' default queue of 42)", async () => {
+      const c = await raw();
+      const gets = Array.from({ length: 100 }, (_, i) => P.publish(`$iothub/twin/GET/?$rid=p${i}`, ""));
+      c.write(connectPacket("dev-early"), P.subscribe(1, [["$iothub/twin/res/#", 0]]), ...gets);
+      await c.waitFor((r) => r.filter((p) => p.type === "publish").length === 100);
+      expect(c.received[0]).toEqual({ type: "connack", codes: [0] });
+      expect(c.closed).toBe(false);
+      c.end();
+    });
+
     it("acts on none of them when the login is refused", async () => {
       const before = (await twinOf("dev-early")).properties.reported.$version;
       for (const split of [false, true]) {
@@ -268,6 +278,29 @@ describe("MQTT protocol details, raw clients against a real hub", () => {
       ]);
       plus.end();
       x.end();
+    });
+  });
+
+  describe("per-device limits", () => {
+    it("answers 429 to twin requests beyond 50 in flight, answers every request, keeps the connection", async () => {
+      const c = await raw();
+      const gets = Array.from({ length: 300 }, (_, i) => P.publish(`$iothub/twin/GET/?$rid=${i}`, ""));
+      c.write(connectPacket("dev-subs"), P.subscribe(1, [["$iothub/twin/res/#", 0]]));
+      await c.waitFor((r) => r.some((p) => p.type === "suback"));
+      // One write: the hub reads all 300 in one batch, before any answer is written through.
+      c.write(...gets);
+      await c.waitFor((r) => r.filter((p) => p.type === "publish").length === 300);
+      const statuses = c.received
+        .filter((p) => p.type === "publish")
+        .map((p) => /^\$iothub\/twin\/res\/(\d+)\/\?\$rid=(\d+)$/.exec(p.topic!)!);
+      expect(new Set(statuses.map((m) => m[2])).size).toBe(300);
+      const ok = statuses.filter((m) => m[1] === "200").length;
+      const throttled = statuses.filter((m) => m[1] === "429").length;
+      expect(ok + throttled).toBe(300);
+      expect(ok).toBeGreaterThanOrEqual(50);
+      expect(throttled).toBeGreaterThan(0);
+      expect(c.closed).toBe(false);
+      c.end();
     });
   });
 

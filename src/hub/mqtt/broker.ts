@@ -55,6 +55,10 @@ export async function createMqttFrontend(opts: {
 
   const broker = await Aedes.createBroker({
     mq: NO_FAN_OUT,
+    // Packets that come in the same read as the CONNECT wait in aedes' queue until the CONNACK is sent (see
+    // connect-gate.ts); aedes' default (42) closed a client that pipelines more. One read is at most 64 KB, so
+    // the queue stays bounded either way.
+    queueLimit: 1000,
 
     preConnect(client, packet, done) {
       try {
