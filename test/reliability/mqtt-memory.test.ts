@@ -36,7 +36,7 @@ describe("per-device memory bounds on the MQTT side (hub as a child process)", (
   beforeAll(async () => {
     hub = await spawnHub(join(dir, "data"), join(dir, "hub.env"));
     owner = serviceToken(hub);
-    for (const id of ["flooder", "retainer"]) {
+    for (const id of ["flooder", "retainer", "deaf"]) {
       const res = await rest(hub, "PUT", `/devices/${id}`, {
         auth: owner,
         body: JSON.stringify({ deviceId: id }),
@@ -112,6 +112,43 @@ describe("per-device memory bounds on the MQTT side (hub as a child process)", (
     // Still serving afterwards.
     expect((await getDeviceTwin(sdk)).properties.reported).toBeDefined();
     await sdk.close();
+  }, 120_000);
+
+  it("a device that never reads is cut off when desired updates pile up for it", async () => {
+    const deaf = await rawMqtt(hub.port, hub.caPem, { read: false });
+    deaf.write(login("deaf"), P.subscribe(1, [["$iothub/twin/PATCH/properties/desired/#", 0]]));
+    await sleep(300);
+    const baseline = rssMb(hub.pid);
+    let updates = 0;
+    // Each update carries ~28 KB; kernel buffers take the first few MB, then the hub's 1 MiB bound applies.
+    const connected = async () =>
+      (await rest(hub, "GET", "/twins/deaf", { auth: owner })).json<{ connectionState: string }>()
+        .connectionState === "Connected";
+    for (let i = 0; i < 1000 && (i % 20 !== 0 || (await connected())); i++) {
+      const desired = Object.fromEntries(
+        Array.from({ length: 7 }, (_, k) => [`p${k}`, `${i}`.padEnd(4000, "x")]),
+      );
+      const res = await rest(hub, "PATCH", "/twins/deaf", {
+        auth: owner,
+        body: JSON.stringify({ properties: { desired } }),
+        headers: { "if-match": "*" },
+      });
+      expect(res.status).toBe(200);
+      updates++;
+    }
+    // The client never reads, so it may not notice the close; the hub's own view is what counts.
+    const state = async () =>
+      (await rest(hub, "GET", "/twins/deaf", { auth: owner })).json<{ connectionState: string }>()
+        .connectionState;
+    for (let i = 0; i < 200 && (await state()) !== "Disconnected"; i++) await sleep(50);
+    const growth = rssMb(hub.pid) - baseline;
+    console.log(
+      `[reliability] desired updates to a device that never reads: cut off after ${updates} updates of ~28 KB; hub RSS +${growth.toFixed(0)} MB`,
+    );
+    expect(await state()).toBe("Disconnected");
+    expect(updates).toBeLessThan(1000);
+    expect(growth).toBeLessThan(FLOOD_GROWTH_MB);
+    deaf.end();
   }, 120_000);
 
   it(`20,000 retained 12 KB telemetry messages are kept nowhere: the hub grows < ${RETAIN_GROWTH_MB} MB`, async () => {

@@ -5,6 +5,7 @@ import { perKeyLimit } from "../log.js";
 import { CONNACK, TOPICS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry.js";
 import { holdUntilConnack } from "./connect-gate.js";
+import { createDownstream } from "./downstream.js";
 import { guardPacketSize, MAX_MQTT_PACKET_BYTES } from "./frame-guard.js";
 import { NO_FAN_OUT, withoutStoredRouting } from "./routing.js";
 import { createSubscribeAcks } from "./subscribe-acks.js";
@@ -48,7 +49,8 @@ export async function createMqttFrontend(opts: {
     client.close();
   });
   const acks = createSubscribeAcks();
-  const twin = createTwinRequests({ registry, log: deviceLog });
+  const downstream = createDownstream(deviceLog);
+  const twin = createTwinRequests({ registry, downstream, log: deviceLog });
 
   const failed = (where: string, client: Client | null, error: unknown) =>
     log(`MQTT ${client?.id ?? "(no client id)"} ${where} failed: ${(error as Error)?.stack ?? error}`);
@@ -239,11 +241,7 @@ export async function createMqttFrontend(opts: {
     pushDesired(deviceId, patch, version) {
       const client = clients.get(deviceId);
       if (!client || !registry.find(deviceId)?.desiredSubscribed) return;
-      const payload = Buffer.from(JSON.stringify({ ...patch, $version: version }));
-      client.publish(
-        { cmd: "publish", topic: TOPICS.desiredUpdate(version), payload, qos: 0, retain: false, dup: false },
-        () => {},
-      );
+      downstream.send(client, TOPICS.desiredUpdate(version), JSON.stringify({ ...patch, $version: version }));
     },
     disconnect(deviceId) {
       clients.get(deviceId)?.close();

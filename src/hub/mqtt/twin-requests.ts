@@ -3,7 +3,10 @@ import { HubError } from "../errors.js";
 import { TOPICS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry.js";
 import { renderDeviceTwin } from "../twin/twin.js";
-import { MAX_OUTSTANDING_TWIN_REQUESTS, MAX_UNSENT_BYTES } from "./limits.js";
+import type { createDownstream } from "./downstream.js";
+import { MAX_OUTSTANDING_TWIN_REQUESTS } from "./limits.js";
+
+type Downstream = ReturnType<typeof createDownstream>;
 
 export type TwinRequestKind = "twinGet" | "reportedPatch";
 
@@ -22,14 +25,13 @@ export type TwinRequestKind = "twinGet" | "reportedPatch";
  */
 export function createTwinRequests(opts: {
   registry: DeviceRegistry;
+  downstream: Downstream;
   /** A line about one device (rate-limited per device by the caller). */
   log: (deviceId: string, line: string) => void;
 }) {
-  const { registry, log } = opts;
+  const { registry, downstream, log } = opts;
   /** Requests received and not yet answered-and-flushed, per connection. */
   const inFlight = new WeakMap<Client, number>();
-  /** Bytes of answers handed to aedes and not yet written through, per connection. */
-  const unflushed = new WeakMap<Client, number>();
 
   const subscribed = (client: Client) => registry.find(client.id)?.twinResponsesSubscribed === true;
 
@@ -111,33 +113,7 @@ export function createTwinRequests(opts: {
       done();
       return;
     }
-    // Answers handed to aedes whose write has not completed: a socket that does not drain keeps them here
-    // (aedes waits for "drain"). The kernel's socket buffers hide the first megabytes from `writableLength`,
-    // so the hub counts what it handed over itself.
-    const unsent = Math.max(
-      unflushed.get(client) ?? 0,
-      (client.conn as { writableLength?: number }).writableLength ?? 0,
-    );
-    if (unsent > MAX_UNSENT_BYTES) {
-      log(
-        client.id,
-        `MQTT ${client.id} disconnected: ${unsent} bytes of answers unread (limit ${MAX_UNSENT_BYTES})`,
-      );
-      client.close();
-      done();
-      return;
-    }
-    const topic = TOPICS.twinResponse(status, rid, version);
-    const bytes = topic.length + body.length + 5;
-    unflushed.set(client, (unflushed.get(client) ?? 0) + bytes);
-    client.publish(
-      { cmd: "publish", topic, payload: Buffer.from(body), qos: 0, retain: false, dup: false },
-      // Called once the bytes are handed to the socket with room to spare (or the connection is gone).
-      () => {
-        unflushed.set(client, (unflushed.get(client) ?? bytes) - bytes);
-        done();
-      },
-    );
+    downstream.send(client, TOPICS.twinResponse(status, rid, version), body, done);
   }
 
   return { handle };
