@@ -230,13 +230,18 @@ export async function createMqttFrontend(opts: {
 
   return {
     handle: (stream) => {
-      const client = broker.handle(stream);
-      acks.tap(client);
-      guardPacketSize(stream, (bytes) =>
-        log(
-          `MQTT connection dropped: a packet announced ${bytes} bytes, over the ${MAX_MQTT_PACKET_BYTES} limit`,
-        ),
-      );
+      try {
+        const client = broker.handle(stream);
+        acks.tap(client);
+        guardPacketSize(stream, (bytes) =>
+          log(
+            `MQTT connection dropped: a packet announced ${bytes} bytes, over the ${MAX_MQTT_PACKET_BYTES} limit`,
+          ),
+        );
+      } catch (error) {
+        failed("connection setup", null, error);
+        stream.destroy();
+      }
     },
     pushDesired(deviceId, patch, version) {
       const client = clients.get(deviceId);
