@@ -52,8 +52,11 @@ export async function createMqttFrontend(opts: {
   const downstream = createDownstream(deviceLog);
   const twin = createTwinRequests({ registry, downstream, log: deviceLog });
 
-  const failed = (where: string, client: Client | null, error: unknown) =>
-    log(`MQTT ${client?.id ?? "(no client id)"} ${where} failed: ${(error as Error)?.stack ?? error}`);
+  const failed = (where: string, client: Client | null, error: unknown) => {
+    const line = `MQTT ${client?.id ?? "(no client id)"} ${where} failed: ${(error as Error)?.stack ?? error}`;
+    if (client?.id) deviceLog(client.id, line);
+    else log(line);
+  };
 
   const broker = await Aedes.createBroker({
     mq: NO_FAN_OUT,
