@@ -3,7 +3,17 @@ import { isBase64Key } from "./auth/credentials.js";
 import { errors } from "./errors.js";
 import type { Store } from "./store/store.js";
 import { type DeviceRecord, NEVER } from "./twin/device.js";
-import { applyChange, emptyTwin, isPlainObject, renderTwin, type TwinChange, twinEtag } from "./twin/twin.js";
+import {
+  applyChange,
+  diffPatch,
+  emptyTwin,
+  getOwn,
+  isPlainObject,
+  renderTwin,
+  setOwn,
+  type TwinChange,
+  twinEtag,
+} from "./twin/twin.js";
 import type { TwinDocument, TwinSource } from "./twin/types.js";
 
 /** Device IDs: up to 128 ASCII letters, digits and `-.+%_#*?!(),:=@$'` ("Understand the identity registry"). */
@@ -240,45 +250,24 @@ export class DeviceRegistry implements TwinSource {
     return renderTwin(this.require(deviceId));
   }
 
-  /** Service-side twin PATCH/PUT: tags and desired properties, guarded by the twin etag. */
+  /**
+   * Service-side twin PATCH/PUT ("Service - Devices: Update Twin / Replace Twin"): tags and desired properties,
+   * guarded by the twin etag. The device is sent the desired change as a merge patch: what a PATCH gave, or, for
+   * a replace or a `"desired": null`, a patch that also names every removed key with null (see diffPatch).
+   */
   updateTwin(deviceId: string, body: unknown, ifMatch: string | undefined, replace: boolean): TwinDocument {
     const current = this.require(deviceId);
     if (ifMatch !== undefined) checkEtag(ifMatch, twinEtag(current.twin.version), "twin");
-    if (!isPlainObject(body)) throw errors.badRequest("The twin patch must be a JSON object");
-    const change: TwinChange = { replace };
-    for (const key of Object.keys(body)) {
-      if (key === "tags") continue;
-      if (key === "properties") continue;
-      // Read-only and identity fields may be echoed back by clients that send a whole twin; they are ignored
-      // as IoT Hub does, but anything else is a mistake worth reporting.
-      if (!READ_ONLY_TWIN_FIELDS.has(key))
-        throw errors.badRequest(
-          `Unknown twin field ${JSON.stringify(key)}: a patch may set tags and properties.desired`,
-        );
-    }
-    if (body.tags !== undefined) change.tags = body.tags as Record<string, unknown>;
-    if (body.properties !== undefined) {
-      if (!isPlainObject(body.properties)) throw errors.badRequest("properties must be a JSON object");
-      for (const key of Object.keys(body.properties)) {
-        if (key !== "desired" && key !== "reported")
-          throw errors.badRequest(`Unknown section properties.${key}`);
-      }
-      if (body.properties.reported !== undefined && !replace) {
-        throw errors.badRequest(
-          "Reported properties can only be set by the device: patch properties.desired or tags",
-        );
-      }
-      if (body.properties.desired !== undefined) change.desired = stripReadOnly(body.properties.desired);
-    }
+    const change = twinChangeOf(body, replace);
     const twin = applyChange(current.twin, change, this.now());
     if (twin.version === current.twin.version) return this.twin(deviceId);
     this.save({ ...current, twin });
     if (change.desired) {
-      this.hooks.desiredChanged?.(
-        deviceId,
-        replace ? twin.desired.props : change.desired,
-        twin.desired.version,
-      );
+      const patch =
+        replace || change.clear?.includes("desired")
+          ? diffPatch(current.twin.desired.props, twin.desired.props)
+          : change.desired;
+      this.hooks.desiredChanged?.(deviceId, patch, twin.desired.version);
     }
     return this.twin(deviceId);
   }
@@ -371,10 +360,58 @@ function compareIds(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/**
+ * A service twin body as a TwinChange. `tags` and `properties.desired` are JSON merge patches (RFC 7386), so
+ * `null` for either removes all of that section's properties (the Node SDK's twin e2e suite does
+ * `twin.update({ properties: { desired: null } })` and expects an empty desired section).
+ */
+function twinChangeOf(body: unknown, replace: boolean): TwinChange {
+  if (!isPlainObject(body)) throw errors.badRequest("The twin patch must be a JSON object");
+  const change: TwinChange = { replace };
+  const clear: Array<"tags" | "desired"> = [];
+  for (const key of Object.keys(body)) {
+    if (key === "tags" || key === "properties") continue;
+    // Read-only and identity fields may be echoed back by clients that send a whole twin; they are ignored
+    // as IoT Hub does, but anything else is a mistake worth reporting.
+    if (!READ_ONLY_TWIN_FIELDS.has(key))
+      throw errors.badRequest(
+        `Unknown twin field ${JSON.stringify(key)}: a patch may set tags and properties.desired`,
+      );
+  }
+  const tags = getOwn(body, "tags");
+  if (tags === null) {
+    change.tags = {};
+    clear.push("tags");
+  } else if (tags !== undefined) change.tags = tags as Record<string, unknown>;
+  const properties = getOwn(body, "properties");
+  if (properties !== undefined && properties !== null) {
+    if (!isPlainObject(properties)) throw errors.badRequest("properties must be a JSON object");
+    for (const key of Object.keys(properties)) {
+      if (key !== "desired" && key !== "reported")
+        throw errors.badRequest(`Unknown section properties.${key}`);
+    }
+    if (getOwn(properties, "reported") !== undefined && !replace) {
+      throw errors.badRequest(
+        "Reported properties can only be set by the device: patch properties.desired or tags",
+      );
+    }
+    const desired = getOwn(properties, "desired");
+    if (desired === null) {
+      change.desired = {};
+      clear.push("desired");
+    } else if (desired !== undefined) change.desired = stripReadOnly(desired);
+  }
+  if (clear.length > 0) change.clear = clear;
+  return change;
+}
+
 /** Clients that send a whole twin back echo `$metadata` and `$version`; those are read-only. */
 function stripReadOnly(section: unknown): Record<string, unknown> {
-  if (!isPlainObject(section)) throw errors.badRequest("properties.desired must be a JSON object");
-  const { $metadata: _m, $version: _v, ...rest } = section;
+  if (!isPlainObject(section)) throw errors.badRequest("properties.desired must be a JSON object or null");
+  const rest: Record<string, unknown> = {};
+  for (const key of Object.keys(section)) {
+    if (key !== "$metadata" && key !== "$version") setOwn(rest, key, getOwn(section, key));
+  }
   return rest;
 }
 

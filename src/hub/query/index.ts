@@ -5,7 +5,7 @@
 import { createHash } from "node:crypto";
 import type { TwinSource } from "../twin/types.js";
 import { checkQuery } from "./checker.js";
-import { buildPlan, type Plan } from "./compile.js";
+import { buildPlan, guardPrototype, type Plan } from "./compile.js";
 import { QueryError } from "./errors.js";
 import { parseQuery } from "./parser.js";
 
@@ -75,6 +75,7 @@ export function runQueryPage(
   const internal = internals.get(q);
   if (!internal) throw new QueryError("Invalid query: not a query made by compileQuery");
   const { plan, hash } = internal;
+  guardPrototype();
   const pageSize = pageSizeOf(opts.pageSize);
   const token = opts.continuation ? decodeToken(opts.continuation, hash) : undefined;
 
