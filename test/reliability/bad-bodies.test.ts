@@ -224,7 +224,8 @@ const REGISTRY_CASES: BodyCase[] = [
       { id: "bulk-dup", importMode: "create" },
       { id: "bulk-dup", importMode: "create" },
     ]),
-    status: 409,
+    // "A device identity can be specified only once in the list" (Bulk Registry - Update Registry): refused whole
+    status: 400,
   },
   {
     name: "bulk: item without id",

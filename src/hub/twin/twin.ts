@@ -317,6 +317,9 @@ function renderSection(s: SectionState): TwinSection {
 }
 
 const NO_THUMBPRINT = Object.freeze({ primaryThumbprint: null, secondaryThumbprint: null });
+const NO_SCOPES: readonly string[] = Object.freeze([]);
+const EDGE = Object.freeze({ iotEdge: true });
+const NOT_EDGE = Object.freeze({ iotEdge: false });
 
 /**
  * The twin document as `GET /twins/{id}` returns it (and as queries see it). Twin states are never changed in
@@ -334,12 +337,22 @@ export function renderTwin(r: DeviceRecord): TwinDocument {
     connectionState: r.connectionState,
     lastActivityTime: r.lastActivityTime,
     cloudToDeviceMessageCount: 0,
-    authenticationType: "sas",
-    x509Thumbprint: NO_THUMBPRINT,
+    authenticationType: r.authType ?? "sas",
+    x509Thumbprint:
+      r.primaryThumbprint || r.secondaryThumbprint
+        ? {
+            primaryThumbprint: r.primaryThumbprint ?? null,
+            secondaryThumbprint: r.secondaryThumbprint ?? null,
+          }
+        : NO_THUMBPRINT,
     modelId: "",
     version: r.twin.version,
     tags: r.twin.tags,
     properties: { desired: renderSection(r.twin.desired), reported: renderSection(r.twin.reported) },
+    capabilities: r.iotEdge ? EDGE : NOT_EDGE,
+    // always present (undefined when none: JSON leaves it out) so every twin document has one shape
+    deviceScope: r.deviceScope ?? undefined,
+    parentScopes: r.parentScopes ?? NO_SCOPES,
   };
 }
 
