@@ -86,7 +86,10 @@ export function parseBulk(body: unknown, unquote: (etag: string) => string): Bul
         `Item ${i}: importMode ${JSON.stringify(given)} is not one of ${IMPORT_MODES.join(", ")}`,
       );
     }
-    const { id, importMode: _m, eTag, twinETag, tags, properties, ...identity } = item;
+    const { id, importMode: _m, tags, properties, ...identity } = item;
+    // IoT Hub reads these names case-insensitively: azure-iothub sends the device's `etag` as it got it.
+    const eTag = ownCaseless(item, "etag");
+    const twinETag = ownCaseless(item, "twinetag");
     const etagOf = (v: unknown, name: string) => {
       if (v === undefined || v === null || v === "") return undefined;
       if (typeof v !== "string") throw errors.badRequest(`Item ${i}: ${name} must be a string`);
@@ -101,6 +104,12 @@ export function parseBulk(body: unknown, unquote: (etag: string) => string): Bul
       twin: twinOf(tags, properties, i),
     };
   });
+}
+
+/** The value of the first own key of `o` whose lower-case form is `lower`. */
+function ownCaseless(o: Record<string, unknown>, lower: string): unknown {
+  for (const k of Object.keys(o)) if (k.toLowerCase() === lower) return getOwn(o, k);
+  return undefined;
 }
 
 /** ExportImportDevice.tags / properties.desired / properties.reported overwrite those sections of the twin. */
