@@ -97,7 +97,11 @@ const TWIN_CASES: BodyCase[] = [
   { name: "desired: arrays nested 3,000 deep", body: deepArrays("desired", 3000), status: 400 },
   { name: "desired: arrays nested 60,000 deep", body: deepArrays("desired", 60_000), status: 400 },
   // "__proto__" is refused as a property name; it can never reach a prototype (see prototype-pollution.test.ts)
-  { name: "desired: __proto__ key", body: '{"properties":{"desired":{"__proto__":{"polluted":1}}}}', status: 400 },
+  {
+    name: "desired: __proto__ key",
+    body: '{"properties":{"desired":{"__proto__":{"polluted":1}}}}',
+    status: 400,
+  },
   { name: "tags: nested __proto__ key", body: '{"tags":{"a":{"__proto__":{"location":{}}}}}', status: 400 },
   { name: "property name with '.'", body: twinPatch({ tags: { "a.b": 1 } }), status: 400 },
   { name: "property name with '$'", body: twinPatch({ properties: { desired: { $evil: 1 } } }), status: 400 },
