@@ -130,11 +130,8 @@ const TWIN_CASES: BodyCase[] = [
   { name: "desired that is not an object", body: twinPatch({ properties: { desired: 5 } }), status: 400 },
   { name: "tags that is an array", body: twinPatch({ tags: [1, 2] }), status: 400 },
   { name: "__proto__ key", body: '{"tags": {"__proto__": {"polluted": true}}}', status: 400 },
-  {
-    name: "constructor.prototype key",
-    body: '{"tags": {"constructor": {"prototype": {"p": 1}}}}',
-    status: 400,
-  },
+  // {"constructor": {"prototype": ...}} is valid twin data (IoT Hub's name rules allow both names): it is stored
+  // as plain data, see prototype-pollution.test.ts
   {
     name: "valid patch, then one bad key deep inside (rejected whole)",
     body: twinPatch({ tags: { good: 1 }, properties: { desired: { ok: 1, deep: { "bad.key": 1 } } } }),

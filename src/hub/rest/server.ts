@@ -39,8 +39,11 @@ export async function createRestApi({
     routerOptions: { maxParamLength: 512, ignoreTrailingSlash: true },
   });
 
-  // Empty bodies are fine (DELETE with a JSON content type); anything else must be valid JSON.
-  const parseJson = app.getDefaultJsonParser("error", "error");
+  // Empty bodies are fine (DELETE with a JSON content type); anything else must be valid JSON. Keys named
+  // "__proto__" or "constructor" stay plain own properties (as JSON.parse makes them): the twin layer refuses
+  // "__proto__" with a message that names it, accepts "constructor"/"prototype" as IoT Hub does, and every layer
+  // reads and writes own properties only (see twin/twin.ts getOwn/setOwn).
+  const parseJson = app.getDefaultJsonParser("ignore", "ignore");
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, (req, body, done) => {
     if (body === "") return done(null, undefined);
