@@ -2,18 +2,9 @@ import { randomBytes } from "node:crypto";
 import { errors } from "./errors.js";
 import { checkDeviceId, type IdentityInput, identityFields, scopeOwner } from "./identity.js";
 import type { Store } from "./store/store.js";
+import { twinChangeOf } from "./twin/body.js";
 import { type DeviceRecord, NEVER } from "./twin/device.js";
-import {
-  applyChange,
-  diffPatch,
-  emptyTwin,
-  getOwn,
-  isPlainObject,
-  renderTwin,
-  setOwn,
-  type TwinChange,
-  twinEtag,
-} from "./twin/twin.js";
+import { applyChange, diffPatch, emptyTwin, renderTwin, type TwinChange, twinEtag } from "./twin/twin.js";
 import type { TwinDocument, TwinSource } from "./twin/types.js";
 
 export type { IdentityInput } from "./identity.js";
@@ -349,81 +340,8 @@ export class DeviceRegistry implements TwinSource {
   }
 }
 
-const READ_ONLY_TWIN_FIELDS = new Set([
-  "deviceId",
-  "etag",
-  "deviceEtag",
-  "status",
-  "statusReason",
-  "statusUpdateTime",
-  "connectionState",
-  "lastActivityTime",
-  "cloudToDeviceMessageCount",
-  "authenticationType",
-  "x509Thumbprint",
-  "modelId",
-  "version",
-  "capabilities",
-  "moduleId",
-]);
-
 function compareIds(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/**
- * A service twin body as a TwinChange. `tags` and `properties.desired` are JSON merge patches (RFC 7386), so
- * `null` for either removes all of that section's properties (the Node SDK's twin e2e suite does
- * `twin.update({ properties: { desired: null } })` and expects an empty desired section).
- */
-export function twinChangeOf(body: unknown, replace: boolean): TwinChange {
-  if (!isPlainObject(body)) throw errors.badRequest("The twin patch must be a JSON object");
-  const change: TwinChange = { replace };
-  const clear: Array<"tags" | "desired"> = [];
-  for (const key of Object.keys(body)) {
-    if (key === "tags" || key === "properties") continue;
-    // Read-only and identity fields may be echoed back by clients that send a whole twin; they are ignored
-    // as IoT Hub does, but anything else is a mistake worth reporting.
-    if (!READ_ONLY_TWIN_FIELDS.has(key))
-      throw errors.badRequest(
-        `Unknown twin field ${JSON.stringify(key)}: a patch may set tags and properties.desired`,
-      );
-  }
-  const tags = getOwn(body, "tags");
-  if (tags === null) {
-    change.tags = {};
-    clear.push("tags");
-  } else if (tags !== undefined) change.tags = tags as Record<string, unknown>;
-  const properties = getOwn(body, "properties");
-  if (properties !== undefined && properties !== null) {
-    if (!isPlainObject(properties)) throw errors.badRequest("properties must be a JSON object");
-    for (const key of Object.keys(properties)) {
-      if (key !== "desired" && key !== "reported")
-        throw errors.badRequest(`Unknown section properties.${key}`);
-    }
-    if (getOwn(properties, "reported") !== undefined && !replace) {
-      throw errors.badRequest(
-        "Reported properties can only be set by the device: patch properties.desired or tags",
-      );
-    }
-    const desired = getOwn(properties, "desired");
-    if (desired === null) {
-      change.desired = {};
-      clear.push("desired");
-    } else if (desired !== undefined) change.desired = stripReadOnly(desired);
-  }
-  if (clear.length > 0) change.clear = clear;
-  return change;
-}
-
-/** Clients that send a whole twin back echo `$metadata` and `$version`; those are read-only. */
-function stripReadOnly(section: unknown): Record<string, unknown> {
-  if (!isPlainObject(section)) throw errors.badRequest("properties.desired must be a JSON object or null");
-  const rest: Record<string, unknown> = {};
-  for (const key of Object.keys(section)) {
-    if (key !== "$metadata" && key !== "$version") setOwn(rest, key, getOwn(section, key));
-  }
-  return rest;
 }
 
 /** If-Match: `*` matches anything; otherwise the etag must be current. */

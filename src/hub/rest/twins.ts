@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { HEADERS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry.js";
+import { twinChangeOf } from "../twin/body.js";
 import type { TwinDocument } from "../twin/types.js";
 import { type IdParams, ifMatchOf, NEEDS } from "./wire.js";
 
@@ -11,10 +12,10 @@ export function twinsRoutes(registry: DeviceRegistry) {
       twinReply(reply, registry.twin(req.params.id)),
     );
     app.patch<IdParams>("/twins/:id", NEEDS.serviceConnect, async (req, reply) =>
-      twinReply(reply, registry.updateTwin(req.params.id, req.body, ifMatchOf(req), false)),
+      twinReply(reply, registry.changeTwin(req.params.id, twinChangeOf(req.body, false), ifMatchOf(req))),
     );
     app.put<IdParams>("/twins/:id", NEEDS.serviceConnect, async (req, reply) =>
-      twinReply(reply, registry.updateTwin(req.params.id, req.body, ifMatchOf(req), true)),
+      twinReply(reply, registry.changeTwin(req.params.id, twinChangeOf(req.body, true), ifMatchOf(req))),
     );
   };
 }

@@ -1,6 +1,7 @@
 import type { Client as DeviceClient, Twin as DeviceTwin } from "azure-iot-device";
 import type { Registry } from "azure-iothub";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TwinDocument } from "../../../src/hub/twin/types.js";
 import { rest, serviceToken } from "../../reliability/support.js";
 import { connectDevice, eventually, registryFor, startTestHub, twinOf } from "../support.js";
 
@@ -66,12 +67,25 @@ describe("clearing and replacing desired properties, service SDK to device SDK",
       headers: { "if-match": `"${current.etag}"` },
       body: JSON.stringify({ properties: { desired: { keep: 1, nest: { x: 1 }, added: true } } }),
     });
-    expect(put.status).toBe(200);
+    expect(put.status, put.body).toBe(200);
     const expected = { keep: 1, nest: { x: 1 }, added: true };
     await eventually(() => (desiredOf(deviceTwin).added === true ? true : undefined));
     expect(desiredOf(deviceTwin)).toEqual(expected);
     const { $metadata: _m, $version: _v, ...props } = (await twinOf(registry, id)).properties.desired;
     expect(props).toEqual(expected);
+  });
+
+  it("PUT of a whole twin as GET returned it (what C#/Java ReplaceTwin send) is accepted, read-only fields ignored", async () => {
+    const whole = (await rest(hub, "GET", `/twins/${id}`, { auth: serviceToken(hub) })).json<TwinDocument>();
+    expect(whole.parentScopes).toEqual([]);
+    expect(whole.capabilities).toEqual({ iotEdge: false });
+    const body = { ...whole, tags: { replaced: true } };
+    const put = await rest(hub, "PUT", `/twins/${id}`, {
+      auth: serviceToken(hub),
+      body: JSON.stringify(body),
+    });
+    expect(put.status, put.body).toBe(200);
+    expect((await twinOf(registry, id)).tags).toEqual({ replaced: true });
   });
 
   it("tags: null clears every tag; properties.desired of another type is refused with 400", async () => {
