@@ -42,7 +42,9 @@ export function isPlainObject(v: unknown): v is Record<string, unknown> {
 
 /** `o[key]` if `key` is an own property of `o`, else undefined: never an inherited value. */
 export function getOwn(o: Record<string, unknown>, key: string): unknown {
-  return Object.hasOwn(o, key) ? (Object.getOwnPropertyDescriptor(o, key)?.value as unknown) : undefined;
+  if (!Object.hasOwn(o, key)) return undefined;
+  // o["__proto__"] would read the accessor on Object.prototype, not the own property JSON.parse made
+  return key === RESERVED_KEY ? Object.getOwnPropertyDescriptor(o, key)?.value : o[key];
 }
 
 /** Sets an own, enumerable property even for a key that is special to JavaScript ("__proto__"). */
