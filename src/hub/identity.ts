@@ -173,8 +173,18 @@ function parseAuthentication(value: unknown, current: DeviceRecord | undefined):
       if (hasKeys) throw errors.badRequest("A selfSigned device cannot have symmetric keys");
       const primary = thumbprint(prints.primaryThumbprint, "primaryThumbprint");
       const secondary = thumbprint(prints.secondaryThumbprint, "secondaryThumbprint");
-      if (primary === null) {
-        throw errors.badRequest("A selfSigned device needs authentication.x509Thumbprint.primaryThumbprint");
+      // "You have the option of specifying a primary thumbprint or a secondary thumbprint or both" (IoT Hub
+      // security guide, X.509 thumbprints); both must use the same digest (the C# SDK's X509Thumbprint.IsValid
+      // refuses a SHA-1 next to a SHA-256 one).
+      if (primary === null && secondary === null) {
+        throw errors.badRequest(
+          "A selfSigned device needs authentication.x509Thumbprint with a primary or secondary thumbprint",
+        );
+      }
+      if (primary !== null && secondary !== null && primary.length !== secondary.length) {
+        throw errors.badRequest(
+          "The primary and secondary thumbprints must both be SHA-1 or both be SHA-256",
+        );
       }
       return {
         authType: "selfSigned",

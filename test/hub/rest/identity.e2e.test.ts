@@ -149,7 +149,22 @@ describe("identity registry: edge devices, scopes, X.509 identities, field limit
         ),
       ).toBe("ArgumentError");
     }
-    // selfSigned needs a primary thumbprint; sas cannot carry thumbprints
+    // a secondary thumbprint alone is enough; a SHA-1 next to a SHA-256 is not
+    await registry.create({
+      deviceId: "x509-second",
+      authentication: { type: "selfSigned", x509Thumbprint: { secondaryThumbprint: sha256 } },
+    } as AnyDevice);
+    expect(
+      await sdkErrorOf(
+        registry.create({
+          deviceId: "x509-bad",
+          authentication: {
+            x509Thumbprint: { primaryThumbprint: sha256, secondaryThumbprint: "1".repeat(40) },
+          },
+        } as AnyDevice),
+      ),
+    ).toBe("ArgumentError");
+    // selfSigned needs a thumbprint; sas cannot carry thumbprints
     expect(
       await sdkErrorOf(
         registry.create({ deviceId: "x509-bad", authentication: { type: "selfSigned" } } as AnyDevice),
