@@ -2,11 +2,15 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { serveCbs } from "./amqp/cbs.js";
+import { createAmqpListener } from "./amqp/listener.js";
+import { type AmqpServer, createAmqpServer } from "./amqp/server.js";
 import { Authorizer } from "./auth/authorizer.js";
 import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
 import { createTlsListener } from "./listener.js";
 import { escapeForLog } from "./log.js";
 import { createMqttFrontend } from "./mqtt/broker.js";
+import { AMQP } from "./protocol.js";
 import { DeviceRegistry } from "./registry.js";
 import { createRestApi } from "./rest/server.js";
 import { SqliteStore } from "./store/sqlite.js";
@@ -24,6 +28,11 @@ const LOCAL_NAMES = ["localhost", "127.0.0.1", "::1"];
 export interface HubOptions {
   /** TLS port serving both HTTPS and MQTT; 0 picks a free one. Default 18883. */
   port?: number;
+  /**
+   * TLS port of the AMQP endpoint (IoT Hub's AMQP and the Event Hubs-compatible endpoint). Default: `port` + 1
+   * (a free one when `port` is 0); 5671 with `standardPorts`.
+   */
+  amqpPort?: number;
   /** Serve IoT Hub's standard ports (443 and 8883) instead, so `HostName=localhost` works unmodified. */
   standardPorts?: boolean;
   /** Where the database and certificates live. Default `./.local-hub`. */
@@ -51,6 +60,10 @@ export interface RunningHub {
   hostName: string;
   port: number;
   ports: number[];
+  /** The AMQP port (AMQP 1.0 over TLS: `$cbs`, the Event Hubs-compatible endpoint). */
+  amqpPort: number;
+  /** Registers AMQP link handlers by address (see amqp/server.ts). */
+  amqp: AmqpServer;
   dataDir: string | undefined;
   caFile: string;
   caPem: string;
@@ -85,13 +98,14 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   const certs = await ensureCertificates(certDir, names);
   const store = new SqliteStore(dataDir, options.durability);
   const ports: number[] = [];
+  const amqpPorts: number[] = [];
   const isOurHost = (audience: string) => {
     const m = /^(\[[^\]]*\]|[^:]+|::1)(?::(\d+))?$/.exec(audience.toLowerCase());
     if (!m) return false;
     const host = m[1].replace(/^\[|\]$/g, "");
     if (!names.includes(host)) return false;
     if (m[2] === undefined) return options.standardPorts === true;
-    return ports.includes(Number(m[2]));
+    return ports.includes(Number(m[2])) || amqpPorts.includes(Number(m[2]));
   };
 
   // Hooks are wired after both sides exist: the registry tells MQTT about desired changes and revocations.
@@ -111,10 +125,13 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   const authorizer = new Authorizer(policies, isOurHost, (id) => registry.find(id));
   mqtt = await createMqttFrontend({ registry, authorizer, log });
   const rest = await createRestApi({ registry, authorizer, log });
+  const amqp = createAmqpServer({ authorizer, log, containerId: name });
+  serveCbs(amqp, authorizer, log);
 
   const listeners: Array<ReturnType<typeof createTlsListener>> = [];
   const close = async () => {
     await Promise.all(listeners.map((l) => l.close()));
+    amqp.close();
     await mqtt?.close();
     await rest.close();
     // Device-side changes still waiting for their group commit (the last disconnections) are kept.
@@ -139,6 +156,21 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
       } catch {
         // No IPv6 loopback here; IPv4 is enough.
       }
+    }
+    // The AMQP port, on the same loopback addresses.
+    const wantedAmqp = options.standardPorts
+      ? AMQP.standardPort
+      : (options.amqpPort ?? (ports[0] === 0 || options.port === 0 ? 0 : ports[0] + 1));
+    const amqp4 = createAmqpListener(certs, (s) => amqp.handle(s), log);
+    listeners.push(amqp4);
+    const amqpBound = await listen(amqp4.server, wantedAmqp, "127.0.0.1");
+    amqpPorts.push(amqpBound);
+    const amqp6 = createAmqpListener(certs, (s) => amqp.handle(s), log);
+    try {
+      await listen(amqp6.server, amqpBound, "::1");
+      listeners.push(amqp6);
+    } catch {
+      // No IPv6 loopback here.
     }
   } catch (error) {
     await close();
@@ -166,6 +198,8 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     hostName,
     port,
     ports,
+    amqpPort: amqpPorts[0],
+    amqp,
     dataDir,
     caFile: certs.caFile,
     caPem: certs.caPem,

@@ -88,3 +88,43 @@ export const CONNACK = {
   badUsernameOrPassword: 4,
   notAuthorized: 5,
 } as const;
+
+/**
+ * AMQP 1.0 vocabulary of IoT Hub and its Event Hubs-compatible endpoint ("Communicate with your IoT hub using
+ * the AMQP protocol"; Event Hubs "AMQP 1.0 in Azure Service Bus and Event Hubs protocol guide").
+ */
+export const AMQP = {
+  /** IoT Hub's AMQP over TLS port. */
+  standardPort: 5671,
+  /** Claims-based security node: put-token requests ("AMQP claims-based security", protocol guide). */
+  cbsNode: "$cbs",
+  managementNode: "$management",
+  putToken: "put-token",
+  tokenTypes: ["servicebus.windows.net:sastoken", "azure-devices.net:sastoken"],
+  /** Management READ types of the Event Hubs protocol guide ("Event Hubs management operations"). */
+  readOperation: "READ",
+  eventHubType: "com.microsoft:eventhub",
+  partitionType: "com.microsoft:partition",
+  /** The one filter the Event Hubs receiver sends: a SQL-like selector over the message annotations. */
+  selectorFilter: "apache.org:selector-filter:string",
+  selectorFilterCode: 0x468c00000004,
+  epochProperty: "com.microsoft:epoch",
+  receiverRuntimeMetric: "com.microsoft:enable-receiver-runtime-metric-name",
+  annotations: {
+    sequenceNumber: "x-opt-sequence-number",
+    offset: "x-opt-offset",
+    enqueuedTime: "x-opt-enqueued-time",
+  },
+  /** Error conditions (AMQP 1.0 section 2.8.15 and the Event Hubs/IoT Hub extensions the SDKs map). */
+  errors: {
+    unauthorized: "amqp:unauthorized-access",
+    notFound: "amqp:not-found",
+    notImplemented: "amqp:not-implemented",
+    invalidField: "amqp:invalid-field",
+    internal: "amqp:internal-error",
+    resourceLimit: "amqp:resource-limit-exceeded",
+    stolen: "amqp:link:stolen",
+    argument: "com.microsoft:argument-error",
+    argumentOutOfRange: "com.microsoft:argument-out-of-range",
+  },
+} as const;

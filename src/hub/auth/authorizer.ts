@@ -14,6 +14,17 @@ export type DeviceAuthResult =
   /** `expiresAt`: when the token ends (ms since the epoch); the hub closes the connection then. */
   { ok: true; expiresAt: number } | { ok: false; reason: string; returnCode: RefusalCode };
 
+/** What an accepted AMQP token grants: `permissions` on `path` (lower case, no trailing slash) and below. */
+export interface Claim {
+  ok: true;
+  /** The policy name, or the device id of a device token. */
+  name: string;
+  permissions: readonly Permission[];
+  path: string;
+  /** ms since the epoch. */
+  expiresAt: number;
+}
+
 /** A refused MQTT login: CONNACK 4 for credentials that do not hold, 5 for a login that is not allowed. */
 export const loginRefused = (reason: string, returnCode: RefusalCode): DeviceAuthResult => ({
   ok: false,
@@ -105,6 +116,41 @@ export class Authorizer {
       return loginRefused("signature does not match the device's keys", CONNACK.badUsernameOrPassword);
     if (device.status !== "enabled") return loginRefused("device is disabled", CONNACK.notAuthorized);
     return { ok: true, expiresAt: token.expiry * 1000 };
+  }
+
+  /**
+   * An AMQP put-token ("Control access to IoT Hub", "AMQP claims-based security"): a policy token grants its
+   * policy's permissions, a device token DeviceConnect for its device, each on the token's audience (`sr`,
+   * written `sb://host/path`, `amqps://host/path` or `host/path`) and everything under it.
+   */
+  claim(text: string | undefined): Claim | { ok: false; reason: string } {
+    const token = parseToken(text);
+    if (!token) return { ok: false, reason: "not a SharedAccessSignature token" };
+    if (token.expiry * 1000 <= this.now()) return { ok: false, reason: "the token has expired" };
+    const audience = /^(?:[a-z][a-z0-9+.-]*:\/\/)?([^/]+)(\/.*)?$/.exec(token.resource);
+    if (!audience || !this.isOurHost(audience[1]))
+      return { ok: false, reason: "the token's audience (sr) is not this hub" };
+    const path = (audience[2] ?? "").replace(/\/+$/, "");
+    const expiresAt = token.expiry * 1000;
+    if (token.keyName === undefined) {
+      // Device ids are case-sensitive: looked up as written in the token (parseToken already decoded it once).
+      const written = /^(?:[a-z][a-z0-9+.-]*:\/\/)?[^/]+(\/.*)?$/i.exec(
+        decodeURIComponent(token.rawResource),
+      );
+      const m = /^\/devices\/([^/]+)$/.exec((written?.[1] ?? "").replace(/\/+$/, ""));
+      const device = m ? this.deviceKeys(m[1]) : undefined;
+      if (!m || !device || !signedByOneOf(token, [device.primaryKey, device.secondaryKey]))
+        return {
+          ok: false,
+          reason: "the signature does not match the keys of a device named by the audience",
+        };
+      if (device.status !== "enabled") return { ok: false, reason: "the device is disabled" };
+      return { ok: true, name: m[1], permissions: ["DeviceConnect"], path, expiresAt };
+    }
+    const policy = this.policy(token.keyName);
+    if (!policy || !signedByOneOf(token, [policy.primaryKey, policy.secondaryKey]))
+      return { ok: false, reason: "the token's signature does not match any key of the named policy" };
+    return { ok: true, name: policy.name, permissions: policy.permissions, path, expiresAt };
   }
 
   private checkLifetime(token: ParsedToken): void {

@@ -1,0 +1,238 @@
+import type { Duplex } from "node:stream";
+import rhea, { type Connection, type EventContext, type Receiver, type Sender } from "rhea";
+import type { Authorizer, Claim } from "../auth/authorizer.js";
+import type { Permission } from "../auth/credentials.js";
+import { AMQP } from "../protocol.js";
+import { guardFrames, MAX_AMQP_FRAME_BYTES } from "./frame-guard.js";
+
+/** A connection must send its AMQP open within this long after the TLS handshake, like the listener's. */
+const OPEN_TIMEOUT_MS = 10_000;
+/**
+ * The idle timeout the hub advertises in its open (AMQP 1.0, 2.4.5): a client that sends nothing, not even
+ * an empty frame, for twice this long is dropped. 240 s is Service Bus and Event Hubs' own.
+ */
+const IDLE_TIMEOUT_MS = 240_000;
+/** At most this many links per connection (AMQP handle-max), so one client cannot pile up state. */
+const MAX_LINKS = 1000;
+
+/** Where one AMQP connection stands: who it proved to be through SASL PLAIN and put-token. */
+export interface AmqpPeer {
+  readonly id: string;
+  readonly connection: Connection;
+  /** Grants from `$cbs` put-token (and SASL PLAIN); a later token for the same audience replaces the earlier. */
+  addClaim(claim: Claim): void;
+  /** Whether an unexpired claim covers `address` with `permission`; names the policy or device that grants it. */
+  authorize(
+    address: string,
+    permission: Permission,
+  ): { ok: true; name: string } | { ok: false; reason: string };
+}
+
+export interface LinkContext {
+  peer: AmqpPeer;
+  /** The link's address without scheme and host (`hub/ConsumerGroups/$Default/Partitions/0`, `/messages/devicebound`). */
+  address: string;
+  /** What matched the route's pattern. */
+  match: RegExpExecArray;
+}
+
+/**
+ * One address's handlers. `outgoing`: the client attached a receiver (source = the address) and the hub sends
+ * on `sender`. `incoming`: the client attached a sender (target = the address) and the hub receives. A handler
+ * that refuses closes the link with an AMQP error (`refuse`).
+ */
+export interface AmqpRoute {
+  outgoing?(sender: Sender, link: LinkContext): void;
+  incoming?(receiver: Receiver, link: LinkContext): void;
+}
+
+export interface AmqpServer {
+  /**
+   * Registers handlers for the addresses `pattern` matches (the first registered match wins). This is the
+   * routing table other features attach to: `$cbs` (cbs.ts), the Event Hubs-compatible endpoint
+   * (events/endpoint.ts), and cloud-to-device (`/messages/devicebound`, feedback).
+   */
+  route(pattern: RegExp, handlers: AmqpRoute): void;
+  /** Serves one decrypted stream (a TLS socket of the AMQP port). */
+  handle(stream: Duplex): void;
+  readonly connectionCount: number;
+  close(): void;
+}
+
+/** Closes a link the hub refuses, with the condition the SDKs map (amqp:unauthorized-access, amqp:not-found...). */
+export function refuse(link: Sender | Receiver, condition: string, description: string): void {
+  link.close({ condition, description });
+}
+
+/** The address of a terminus without `amqps://host:port` (some clients send full URIs). */
+export function addressPath(address: string | undefined): string {
+  if (!address) return "";
+  const m = /^amqps?:\/\/[^/]+(\/.*)?$/i.exec(address);
+  return m ? (m[1] ?? "") : address;
+}
+
+/** Lower case with one leading slash and no trailing one, as claim paths are stored. */
+function canonical(address: string): string {
+  const a = address.toLowerCase().replace(/\/+$/, "");
+  return a.startsWith("/") ? a : `/${a}`;
+}
+
+export function createAmqpServer(opts: {
+  authorizer: Authorizer;
+  log: (line: string) => void;
+  /** The hub's container id in its open frame. */
+  containerId: string;
+}): AmqpServer {
+  const { authorizer, log } = opts;
+  const routes: Array<{ pattern: RegExp; handlers: AmqpRoute }> = [];
+  const connections = new Set<Connection>();
+  let nextId = 1;
+
+  const findRoute = (address: string) => {
+    for (const r of routes) {
+      r.pattern.lastIndex = 0;
+      const match = r.pattern.exec(address);
+      if (match) return { handlers: r.handlers, match };
+    }
+    return undefined;
+  };
+
+  function handle(stream: Duplex): void {
+    const id = `amqp-${nextId++}`;
+    const claims = new Map<string, Claim>();
+    const peer: AmqpPeer = {
+      id,
+      connection: undefined as unknown as Connection,
+      addClaim(claim) {
+        claims.set(`${claim.name}\n${claim.path}`, claim);
+        // Bounded: a client renewing tokens for ever many audiences keeps only the newest 100.
+        if (claims.size > 100) claims.delete(claims.keys().next().value as string);
+      },
+      authorize(address, permission) {
+        const target = canonical(address);
+        const now = Date.now();
+        let reason = "no put-token on $cbs covers this address: send a SAS token for it first";
+        for (const claim of claims.values()) {
+          if (claim.expiresAt <= now) {
+            reason = "the token for this address has expired: put a new one on $cbs";
+            continue;
+          }
+          if (claim.path !== "" && target !== claim.path && !target.startsWith(`${claim.path}/`)) continue;
+          if (claim.permissions.includes(permission)) return { ok: true, name: claim.name };
+          reason = `'${claim.name}' lacks the ${permission} permission needed here: use a policy that has it (for example service or iothubowner)`;
+        }
+        return { ok: false, reason };
+      },
+    };
+
+    // One container per connection so SASL PLAIN's check knows whose claims it adds to.
+    const container = rhea.create_container({ id: opts.containerId });
+    container.sasl_server_mechanisms.enable_anonymous();
+    // SASL PLAIN as the older IoT Hub SDKs use it: the password is a SAS token ("Communicate with your IoT hub
+    // using the AMQP protocol", "Claims-based security": SASL PLAIN is also supported).
+    container.sasl_server_mechanisms.enable_plain((_user: string, password: string) => {
+      const claim = authorizer.claim(password);
+      if (!claim.ok) {
+        log(`AMQP ${id} SASL PLAIN refused: ${claim.reason}`);
+        return false;
+      }
+      peer.addClaim(claim);
+      return true;
+    });
+    const connection = container.create_connection({
+      id,
+      container_id: opts.containerId,
+      idle_time_out: IDLE_TIMEOUT_MS,
+      max_frame_size: MAX_AMQP_FRAME_BYTES,
+      handle_max: MAX_LINKS - 1,
+      channel_max: 99,
+    } as unknown as rhea.ConnectionOptions);
+    (peer as { connection: Connection }).connection = connection;
+
+    const openTimer = setTimeout(() => {
+      log(`AMQP ${id} dropped: no AMQP open within ${OPEN_TIMEOUT_MS / 1000} s`);
+      stream.destroy();
+    }, OPEN_TIMEOUT_MS);
+    stream.once("close", () => {
+      clearTimeout(openTimer);
+      connections.delete(connection);
+    });
+    stream.on("error", () => stream.destroy());
+
+    const guarded = (where: string, fn: (ctx: EventContext) => void) => (ctx: EventContext) => {
+      try {
+        fn(ctx);
+      } catch (error) {
+        log(`AMQP ${id} ${where} failed: ${(error as Error)?.stack ?? error}`);
+        const link = ctx.sender ?? ctx.receiver;
+        if (link) refuse(link, AMQP.errors.internal, "hub error");
+      }
+    };
+    connection.on("connection_open", () => {
+      clearTimeout(openTimer);
+      log(`AMQP ${id} connected`);
+    });
+    connection.on(
+      "sender_open",
+      guarded("attach", (ctx) => {
+        const sender = ctx.sender as Sender;
+        const address = addressPath(sender.source?.address);
+        const found = findRoute(address);
+        if (!found?.handlers.outgoing)
+          return refuse(sender, AMQP.errors.notFound, `no node at address '${address}'`);
+        found.handlers.outgoing(sender, { peer, address, match: found.match });
+      }),
+    );
+    connection.on(
+      "receiver_open",
+      guarded("attach", (ctx) => {
+        const receiver = ctx.receiver as Receiver;
+        const address = addressPath(receiver.target?.address);
+        const found = findRoute(address);
+        if (!found?.handlers.incoming)
+          return refuse(receiver, AMQP.errors.notFound, `no node at address '${address}'`);
+        found.handlers.incoming(receiver, { peer, address, match: found.match });
+      }),
+    );
+    // Unheard, these would print to the console or end the process (rhea emits "error" on its container).
+    const quiet = () => {};
+    for (const event of ["sender_error", "receiver_error", "session_error", "sender_close", "receiver_close"])
+      connection.on(event as rhea.ConnectionEvents, quiet);
+    connection.on("protocol_error", (ctx: EventContext) => {
+      log(`AMQP ${id} dropped: protocol error ${(ctx as unknown as Error)?.message ?? ""}`.trim());
+      stream.destroy();
+    });
+    connection.on("error", (ctx: EventContext) => {
+      log(`AMQP ${id} error: ${ctx.error ?? ""}`);
+      stream.destroy();
+    });
+    container.on("error", quiet);
+    connection.on("connection_error", quiet);
+    connection.on("disconnected", () => {
+      connections.delete(connection);
+      log(`AMQP ${id} disconnected`);
+    });
+
+    guardFrames(stream, (bytes) => log(`AMQP ${id} dropped: a frame announced ${bytes} bytes`));
+    connections.add(connection);
+    connection.accept(stream as unknown as import("node:net").Socket);
+  }
+
+  return {
+    route(pattern, handlers) {
+      routes.push({ pattern, handlers });
+    },
+    handle,
+    get connectionCount() {
+      return connections.size;
+    },
+    close() {
+      for (const c of connections) {
+        try {
+          c.close();
+        } catch {}
+      }
+      connections.clear();
+    },
+  };
+}
