@@ -7,6 +7,9 @@ import { createAmqpListener } from "./amqp/listener.js";
 import { type AmqpServer, createAmqpServer } from "./amqp/server.js";
 import { Authorizer } from "./auth/authorizer.js";
 import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
+import { serveEvents } from "./events/endpoint.js";
+import { DEFAULT_PARTITIONS } from "./events/message.js";
+import { DEFAULT_RETENTION_HOURS, EventStore } from "./events/store.js";
 import { createTlsListener } from "./listener.js";
 import { escapeForLog } from "./log.js";
 import { createMqttFrontend } from "./mqtt/broker.js";
@@ -33,6 +36,12 @@ export interface HubOptions {
    * (a free one when `port` is 0); 5671 with `standardPorts`.
    */
   amqpPort?: number;
+  /** Partitions of the Event Hubs-compatible endpoint when it is created (IoT Hub: 2 to 128, default 4). */
+  partitions?: number;
+  /** How long device-to-cloud messages are kept, in hours (IoT Hub's default: 1 day). */
+  retentionHours?: number;
+  /** Consumer groups of the Event Hubs-compatible endpoint besides $Default. */
+  consumerGroups?: readonly string[];
   /** Serve IoT Hub's standard ports (443 and 8883) instead, so `HostName=localhost` works unmodified. */
   standardPorts?: boolean;
   /** Where the database and certificates live. Default `./.local-hub`. */
@@ -64,6 +73,10 @@ export interface RunningHub {
   amqpPort: number;
   /** Registers AMQP link handlers by address (see amqp/server.ts). */
   amqp: AmqpServer;
+  /** EntityPath of the Event Hubs-compatible endpoint. */
+  eventHubName: string;
+  /** `Endpoint=sb://localhost:<amqpPort>/;SharedAccessKeyName=service;...;EntityPath=<eventHubName>`. */
+  eventHubConnectionString: string;
   dataDir: string | undefined;
   caFile: string;
   caPem: string;
@@ -123,10 +136,26 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     log(`registered the tutorial device ${TUTORIAL_DEVICE.deviceId}`);
   }
   const authorizer = new Authorizer(policies, isOurHost, (id) => registry.find(id));
-  mqtt = await createMqttFrontend({ registry, authorizer, log });
+  const events = new EventStore(store.database, {
+    partitions: options.partitions ?? DEFAULT_PARTITIONS,
+    retentionHours: options.retentionHours ?? DEFAULT_RETENTION_HOURS,
+    generationIdOf: (id) => registry.find(id)?.generationId ?? "",
+  });
+  mqtt = await createMqttFrontend({ registry, authorizer, log, onTelemetry: (m) => events.append(m) });
   const rest = await createRestApi({ registry, authorizer, log });
   const amqp = createAmqpServer({ authorizer, log, containerId: name });
   serveCbs(amqp, authorizer, log);
+  // The Event Hubs-compatible name: IoT Hub derives it from the hub's name, here the host name's first label.
+  const eventHubName = name.split(".")[0];
+  serveEvents({
+    server: amqp,
+    authorizer,
+    store: events,
+    entity: eventHubName,
+    consumerGroups: options.consumerGroups ?? [],
+    createdAt: new Date(),
+    log,
+  });
 
   const listeners: Array<ReturnType<typeof createTlsListener>> = [];
   const close = async () => {
@@ -136,6 +165,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     await rest.close();
     // Device-side changes still waiting for their group commit (the last disconnections) are kept.
     registry.commit();
+    events.close();
     store.close();
     if (!dataDir) rmSync(certDir, { recursive: true, force: true });
   };
@@ -193,6 +223,14 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
       (p) => p.permissions.includes("RegistryWrite") && p.permissions.includes("ServiceConnect"),
     ) ?? policies[0];
 
+  // The built-in endpoint's connection string names a policy with ServiceConnect, as the portal shows "service".
+  const reader =
+    policies.find((p) => p.name === "service" && p.permissions.includes("ServiceConnect")) ??
+    policies.find((p) => p.permissions.includes("ServiceConnect")) ??
+    owner;
+  const amqpHost = options.standardPorts ? name : `${name}:${amqpPorts[0]}`;
+  const eventHubConnectionString = `Endpoint=sb://${amqpHost}/;SharedAccessKeyName=${reader.name};SharedAccessKey=${reader.primaryKey};EntityPath=${eventHubName}`;
+
   let stopped: Promise<void> | undefined;
   return {
     hostName,
@@ -200,6 +238,8 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     ports,
     amqpPort: amqpPorts[0],
     amqp,
+    eventHubName,
+    eventHubConnectionString,
     dataDir,
     caFile: certs.caFile,
     caPem: certs.caPem,
@@ -212,6 +252,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
         `IOTHUB_DEVICE_CONNECTION_STRING=${deviceConnectionString(deviceId)}`,
         `IOTHUB_DEVICE_ID=${deviceId}`,
         `IOTHUB_CA_FILE=${certs.caFile}`,
+        `EVENTHUB_CONNECTION_STRING=${eventHubConnectionString}`,
         "",
       ].join("\n"),
     get connectedDevices() {

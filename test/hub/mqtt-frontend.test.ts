@@ -94,7 +94,10 @@ describe("MQTT front end in-process", () => {
       registry,
       authorizer,
       log: (l) => lines.push(l),
-      onTelemetry: (m) => telemetry.push(m),
+      onTelemetry: (m) => {
+        telemetry.push(m);
+        return undefined;
+      },
     });
     return { store, registry };
   }

@@ -63,18 +63,24 @@ function isCanonicalBase64(text: string): boolean {
   );
 }
 
-export function sign(key: string, rawResource: string, expiry: number): string {
-  return createHmac("sha256", Buffer.from(key, "base64"))
+export function sign(key: string, rawResource: string, expiry: number, keyAsText = false): string {
+  return createHmac("sha256", keyAsText ? Buffer.from(key, "utf8") : Buffer.from(key, "base64"))
     .update(`${rawResource}\n${expiry}`)
     .digest("base64");
 }
 
-/** Constant-time check of the token's signature against each candidate key. */
-export function signedByOneOf(token: ParsedToken, keys: readonly string[]): boolean {
+/**
+ * Constant-time check of the token's signature against each candidate key. `keyAsText`: Service Bus and
+ * Event Hubs sign with the key's text itself as the HMAC key, not its base64-decoded bytes ("Event Hubs
+ * authentication and authorization with Shared Access Signatures"; @azure/core-amqp's signString), which
+ * is how every Event Hubs client signs for IoT Hub's Event Hubs-compatible endpoint.
+ */
+
+export function signedByOneOf(token: ParsedToken, keys: readonly string[], keyAsText = false): boolean {
   const given = Buffer.from(token.signature, "base64");
   let ok = false;
   for (const key of keys) {
-    const expected = Buffer.from(sign(key, token.rawResource, token.expiry), "base64");
+    const expected = Buffer.from(sign(key, token.rawResource, token.expiry, keyAsText), "base64");
     // Every key is checked (no early exit) so timing does not tell which one matched.
     if (given.length === expected.length && timingSafeEqual(given, expected)) ok = true;
   }

@@ -37,7 +37,8 @@ export async function createMqttFrontend(opts: {
   registry: DeviceRegistry;
   authorizer: Authorizer;
   log: (line: string) => void;
-  onTelemetry?: (message: TelemetryMessage) => void;
+  /** Each device-to-cloud message; a returned promise delays the message's PUBACK until it settles. */
+  onTelemetry?: (message: TelemetryMessage) => Promise<void> | undefined;
 }): Promise<MqttFrontend> {
   const { registry, authorizer, log } = opts;
   const deviceLog = perKeyLimit(log);
@@ -141,12 +142,23 @@ export async function createMqttFrontend(opts: {
           case "reportedPatch":
             twin.handle(client, request.kind, request.rid, packet.payload);
             return done(null);
-          case "telemetry":
+          case "telemetry": {
             registry.touch(client.id);
-            opts.onTelemetry?.(
+            const stored = opts.onTelemetry?.(
               telemetryMessage(client.id, packet.topic, packet.payload as Buffer, { retain, will }),
             );
-            return done(null);
+            if (!stored) return done(null);
+            // A QoS 1 message is acknowledged (PUBACK) only once the hub has stored it: aedes sends the PUBACK
+            // after `done`. A store that fails closes the connection, so the device sends it again.
+            stored.then(
+              () => done(null),
+              (error: unknown) => {
+                failed("storing telemetry", client, error);
+                done(new Error("hub error"));
+              },
+            );
+            return;
+          }
           case "methodResponse":
             return done(null);
           default:

@@ -2,9 +2,8 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { DeviceRecord } from "../twin/device.js";
+import { migrate } from "./migrations.js";
 import type { Store } from "./store.js";
-
-const SCHEMA_VERSION = 1;
 
 /**
  * SQLite store, one row per device holding its identity and twin as JSON.
@@ -27,20 +26,8 @@ export class SqliteStore implements Store {
       this.db.pragma("journal_mode = WAL");
       this.db.pragma(`synchronous = ${durability === "full" ? "FULL" : "NORMAL"}`);
     }
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-      CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
-    `);
-    const version = this.db.prepare("SELECT value FROM meta WHERE key = 'schema'").pluck().get() as
-      | string
-      | undefined;
-    if (version === undefined) {
-      this.db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
-    } else if (Number(version) > SCHEMA_VERSION) {
-      throw new Error(
-        `the data directory was written by a newer local-hub (schema ${version}); upgrade, or use another --data-dir`,
-      );
-    }
+    // Numbered steps (migrations.ts): a directory of an older local-hub is upgraded in place.
+    migrate(this.db);
     this.upsert = this.db.prepare(
       "INSERT INTO devices (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
     );
@@ -48,6 +35,11 @@ export class SqliteStore implements Store {
     this.upsertMany = this.db.transaction((records: readonly DeviceRecord[]) => {
       for (const r of records) this.upsert.run(r.deviceId, JSON.stringify(r));
     });
+  }
+
+  /** The same database for the hub's other tables (the events of the Event Hubs-compatible endpoint). */
+  get database(): Database.Database {
+    return this.db;
   }
 
   loadAll(): DeviceRecord[] {
