@@ -12,8 +12,10 @@ export {
   type CaConfig,
   DEFAULT_DEVICE_ID,
   type DeviceConfig,
+  type EventsConfig,
   type LoadOptions,
   loadDeviceConfig,
+  loadEventsConfig,
   loadServiceConfig,
   type ServiceConfig,
 } from "./load.js";

@@ -188,3 +188,74 @@ export function loadDeviceConfig(options: LoadOptions = {}): DeviceConfig {
   );
   return { connection, ca: readCa(settings, options.caFile, cwd), envFile: settings.envFile };
 }
+
+/** Configuration for monitor-events: the Event Hubs-compatible endpoint of the hub's built-in endpoint. */
+export interface EventsConfig {
+  connectionString: string;
+  /** sb://host[:port]/ as written. */
+  endpoint: string;
+  host: string;
+  port: number | undefined;
+  entityPath: string;
+  keyName: string;
+  ca: CaConfig | undefined;
+  envFile: string | undefined;
+}
+
+const EVENTS_FIX =
+  "Use the hub's Event Hubs-compatible connection string: Endpoint=sb://<host>/;SharedAccessKeyName=service;SharedAccessKey=<key>;EntityPath=<name> (local-hub prints it and writes it to its --write-env file; Azure: IoT hub > Hub settings > Built-in endpoints).";
+
+export function loadEventsConfig(options: LoadOptions = {}): EventsConfig {
+  const cwd = options.cwd ?? process.cwd();
+  const settings = loadSettings({ envFile: options.envFile, cwd, env: options.env });
+  const setting = settings.get("EVENTHUB_CONNECTION_STRING");
+  if (!setting) {
+    throw new ConfigError("EVENTHUB_CONNECTION_STRING is not set.", {
+      setting: "EVENTHUB_CONNECTION_STRING",
+      hint: notSetHint(settings, "EVENTHUB_CONNECTION_STRING", EVENTS_FIX),
+    });
+  }
+  const where = label("EVENTHUB_CONNECTION_STRING", setting);
+  const shown = where.origin ? `${where.name} (from ${where.origin})` : where.name;
+  const value = stripCopyPasteNoise(setting.value, where, EVENTS_FIX);
+  const parts = new Map<string, string>();
+  for (const part of value.split(";")) {
+    if (part.trim() === "") continue;
+    const eq = part.indexOf("=");
+    if (eq <= 0)
+      throw new ConfigError(`${shown} has a part without a name=value form.`, {
+        setting: where.name,
+        hint: EVENTS_FIX,
+      });
+    parts.set(part.slice(0, eq).trim(), part.slice(eq + 1).trim());
+  }
+  if (parts.has("HostName")) {
+    throw new ConfigError(
+      `${shown} is an IoT Hub connection string (it has HostName), not the Event Hubs-compatible one.`,
+      { setting: where.name, hint: EVENTS_FIX },
+    );
+  }
+  for (const name of ["Endpoint", "SharedAccessKeyName", "SharedAccessKey", "EntityPath"]) {
+    if (!parts.get(name)) {
+      throw new ConfigError(`${shown} is missing ${name}.`, { setting: where.name, hint: EVENTS_FIX });
+    }
+  }
+  const endpoint = parts.get("Endpoint") as string;
+  const m = /^sb:\/\/([^/:]+)(?::(\d{1,5}))?\/?$/i.exec(endpoint);
+  if (!m || (m[2] !== undefined && Number(m[2]) > 65535)) {
+    throw new ConfigError(`${shown} has an Endpoint that is not sb://<host>[:<port>]/.`, {
+      setting: where.name,
+      hint: EVENTS_FIX,
+    });
+  }
+  return {
+    connectionString: value,
+    endpoint,
+    host: m[1],
+    port: m[2] === undefined ? undefined : Number(m[2]),
+    entityPath: parts.get("EntityPath") as string,
+    keyName: parts.get("SharedAccessKeyName") as string,
+    ca: readCa(settings, options.caFile, cwd),
+    envFile: settings.envFile,
+  };
+}

@@ -16,6 +16,8 @@ export const VARIABLES = {
   IOTHUB_DEVICE_ID:
     "device whose twin add-tags-and-query updates (default: DeviceId of the device connection string, else myDeviceId)",
   IOTHUB_CA_FILE: "PEM file with an extra CA to trust (the local hub's CA); leave unset for Azure",
+  EVENTHUB_CONNECTION_STRING:
+    "Event Hubs-compatible endpoint connection string of the hub's built-in endpoint, used by monitor-events",
 } as const;
 
 export type VariableName = keyof typeof VARIABLES;
@@ -31,6 +33,12 @@ const LOOKALIKES: Record<VariableName, string[]> = {
   IOTHUB_DEVICE_CONNECTION_STRING: ["DEVICE_CONNECTION_STRING", "IOT_HUB_DEVICE_CONNECTION_STRING"],
   IOTHUB_DEVICE_ID: ["DEVICE_ID"],
   IOTHUB_CA_FILE: ["CA_FILE", "NODE_EXTRA_CA_CERTS_FILE"],
+  EVENTHUB_CONNECTION_STRING: [
+    "EVENT_HUB_CONNECTION_STRING",
+    "EVENTHUB_CONN_STRING",
+    "EVENTHUB_COMPATIBLE_CONNECTION_STRING",
+    "EVENT_HUBS_CONNECTION_STRING",
+  ],
 };
 
 /** A setting's value and where it was found. */

@@ -6,7 +6,12 @@ import { DEFAULT_DATA_DIR, type RunningHub, startHub } from "./index.js";
 
 export interface LocalHubFlags {
   port: number;
+  amqpPort?: number;
   standardPorts?: boolean;
+  /** Hours device-to-cloud messages are kept. */
+  retention?: number;
+  partitions?: number;
+  consumerGroup?: string[];
   dataDir: string;
   inMemory?: boolean;
   writeEnv?: string;
@@ -22,7 +27,11 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
   try {
     hub = await startHub({
       port: flags.port,
+      amqpPort: flags.amqpPort,
       standardPorts: flags.standardPorts,
+      retentionHours: flags.retention,
+      partitions: flags.partitions,
+      consumerGroups: flags.consumerGroup,
       dataDir: flags.dataDir ?? DEFAULT_DATA_DIR,
       inMemory: flags.inMemory,
       policies,
@@ -33,7 +42,7 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
     const e = error as NodeJS.ErrnoException;
     if (e.code === "EADDRINUSE")
       throw new Error(
-        `port ${flags.standardPorts ? "443 or 8883" : flags.port} is already in use: stop what uses it, or pick another with --port (0 picks a free one)`,
+        `port ${flags.standardPorts ? "443, 8883 or 5671" : `${flags.port} or ${flags.amqpPort ?? flags.port + 1} (AMQP)`} is already in use: stop what uses it, or pick others with --port and --amqp-port (0 picks a free one)`,
       );
     if (e.code === "EACCES")
       throw new Error(
@@ -50,6 +59,9 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
   out(
     `local-hub listening on ${hub.hostName} (HTTPS REST and MQTT over TLS${flags.standardPorts ? " on ports 443 and 8883" : ""})`,
   );
+  out(
+    `  AMQP:   ${hub.hostName.split(":")[0]}:${hub.amqpPort} (AMQP over TLS: the Event Hubs-compatible endpoint)`,
+  );
   out(`  data:   ${hub.dataDir ?? "in memory (nothing is kept after stop)"}`);
   out(`  trust:  ${hub.caFile}   (set IOTHUB_CA_FILE to this file)`);
   out(`  service connection string (iothubowner):`);
@@ -60,6 +72,10 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
   } catch {
     out("    (myDeviceId is not registered in this hub)");
   }
+  out(
+    `  Event Hubs-compatible endpoint (device-to-cloud messages, read with any Event Hubs client or monitor-events):`,
+  );
+  out(`    ${shown(hub.eventHubConnectionString)}`);
   if (policies === DEV_POLICIES)
     out("  These are the well-known development keys: fine on your machine, never for anything shared.");
   // Handlers go in before the env file appears: whoever waits for that file may signal us at once.
