@@ -141,7 +141,8 @@ function describe(event: ReceivedEvent, partitionId: string) {
 function explain(error: unknown, config: EventsConfig): Error {
   const e = error as { code?: string; message?: string; name?: string };
   const where = `${config.host}${config.port ? `:${config.port}` : ""}`;
-  const text = `${e.code ?? ""} ${e.message ?? String(error)}`;
+  const nested = (error as { errors?: Array<{ code?: string }> }).errors?.map((x) => x.code).join(" ") ?? "";
+  const text = `${e.code ?? ""} ${e.name ?? ""} ${nested} ${e.message ?? String(error)}`;
   let message = `reading events failed: ${e.message ?? String(error)}`;
   let hint = "Run again with --verbose for details.";
   if (/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ServiceCommunicationProblem|operation timeout/i.test(text)) {
@@ -160,7 +161,7 @@ function explain(error: unknown, config: EventsConfig): Error {
     hint =
       "Check EntityPath and --consumer-group; local-hub creates consumer groups besides $Default with --consumer-group <name>.";
   }
-  return Object.assign(new Error(message), { hint });
+  return Object.assign(new Error(message), { hint, cause: error });
 }
 
 await runCli<Flags>(program, async (flags) => {
@@ -178,8 +179,19 @@ await runCli<Flags>(program, async (flags) => {
 
   const { EventHubConsumerClient } = await import("@azure/event-hubs");
   const client = new EventHubConsumerClient(flags.consumerGroup, config.connectionString, {
-    retryOptions: { maxRetries: 2, timeoutInMs: 15_000 },
+    retryOptions: { maxRetries: 1, retryDelayInMs: 500, timeoutInMs: 10_000 },
   });
+  const closeClient = () =>
+    Promise.race([client.close().catch(() => {}), new Promise((r) => setTimeout(r, 2000).unref())]);
+  // The subscription retries failures quietly for ever; asking for the hub's properties first turns an
+  // unreachable endpoint, a refused key or a wrong EntityPath into one clear error.
+  try {
+    const properties = await client.getEventHubProperties();
+    if (verbose) writeErr(`[verbose] partitions ${properties.partitionIds.join(", ")}`);
+  } catch (error) {
+    await closeClient();
+    return report(explain(error, config), verbose);
+  }
   let seen = 0;
   let finish: (outcome: Error | undefined) => void = () => {};
   const finished = new Promise<Error | undefined>((resolve) => {
@@ -220,11 +232,15 @@ await runCli<Flags>(program, async (flags) => {
   process.once("SIGTERM", () => finish(undefined));
   if (timeoutSeconds > 0) setTimeout(() => finish(undefined), timeoutSeconds * 1000).unref();
   const outcome = await finished;
-  await subscription.close().catch(() => {});
-  await client.close().catch(() => {});
-  if (!outcome) return 0;
-  writeErr(`error: ${outcome.message}`);
-  writeErr(`hint: ${(outcome as Error & { hint: string }).hint}`);
-  if (verbose && outcome.stack) writeErr(outcome.stack);
-  return EXIT_RUNTIME;
+  await Promise.race([subscription.close().catch(() => {}), new Promise((r) => setTimeout(r, 2000).unref())]);
+  await closeClient();
+  return outcome ? report(outcome, verbose) : 0;
 });
+
+function report(error: Error, verbose: boolean): number {
+  writeErr(`error: ${error.message}`);
+  writeErr(`hint: ${(error as Error & { hint: string }).hint}`);
+  if (verbose)
+    writeErr(String((error as Error & { cause?: { stack?: string } }).cause?.stack ?? error.stack));
+  return EXIT_RUNTIME;
+}
