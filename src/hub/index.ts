@@ -4,6 +4,12 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Authorizer } from "./auth/authorizer.js";
 import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
+import {
+  ConnectionGate,
+  type ConnectionLimits,
+  guardHttpServer,
+  resolveLimits,
+} from "./connection-limits.js";
 import { createTlsListener } from "./listener.js";
 import { createMqttFrontend } from "./mqtt/broker.js";
 import { DeviceRegistry } from "./registry.js";
@@ -41,6 +47,8 @@ export interface HubOptions {
   /** One line per operation; default stdout. */
   log?: (line: string) => void;
   quiet?: boolean;
+  /** Connection caps and timeouts (see connection-limits.ts for the defaults and why). */
+  limits?: Partial<ConnectionLimits>;
 }
 
 export type PolicyName = "iothubowner" | "service" | "registryRead" | "registryReadWrite" | "device";
@@ -68,6 +76,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     ? () => {}
     : (options.log ?? ((line: string) => console.log(`[local-hub] ${line}`)));
   const policies = options.policies ?? DEV_POLICIES;
+  const gate = new ConnectionGate(resolveLimits(options.limits), log);
   const dataDir = options.inMemory ? undefined : resolve(options.dataDir ?? DEFAULT_DATA_DIR);
   const certDir = dataDir ?? mkdtempSync(join(tmpdir(), "local-hub-"));
   mkdirSync(certDir, { recursive: true, mode: 0o700 });
@@ -108,11 +117,13 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   const authorizer = new Authorizer(policies, isOurHost, (id) => registry.find(id));
   mqtt = await createMqttFrontend({ registry, authorizer, log });
   const rest = await createRestApi({ registry, authorizer, log });
+  const unguardHttp = guardHttpServer(rest.server, gate);
 
   const listeners: Array<ReturnType<typeof createTlsListener>> = [];
   const close = async () => {
     await Promise.all(listeners.map((l) => l.close()));
     await mqtt?.close();
+    unguardHttp();
     await rest.close();
     // Device-side changes still waiting for their group commit (the last disconnections) are kept.
     registry.commit();
@@ -124,12 +135,12 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     const wanted = options.standardPorts ? [...STANDARD_PORTS] : [options.port ?? DEFAULT_PORT];
     for (const port of wanted) {
       // Loopback only: the development keys are public, so the hub must not be reachable from the network.
-      const v4 = createTlsListener(certs, { http: rest.server, mqtt: (s) => mqtt?.handle(s) }, log);
+      const v4 = createTlsListener(certs, { http: rest.server, mqtt: (s) => mqtt?.handle(s) }, gate, log);
       listeners.push(v4);
       const bound = await listen(v4.server, port, "127.0.0.1");
       ports.push(bound);
       // Also on ::1 where the machine has it, since "localhost" may resolve there first.
-      const v6 = createTlsListener(certs, { http: rest.server, mqtt: (s) => mqtt?.handle(s) }, log);
+      const v6 = createTlsListener(certs, { http: rest.server, mqtt: (s) => mqtt?.handle(s) }, gate, log);
       try {
         await listen(v6.server, bound, "::1");
         listeners.push(v6);
