@@ -4,16 +4,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Authorizer } from "./auth/authorizer.js";
 import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
-import {
-  ConnectionGate,
-  type ConnectionLimits,
-  guardHttpServer,
-  resolveLimits,
-} from "./connection-limits.js";
+import { ConnectionGate, type ConnectionLimits, resolveLimits } from "./connection-limits.js";
+import { lazyFrontends } from "./frontends.js";
 import { createTlsListener } from "./listener.js";
-import { createMqttFrontend } from "./mqtt/broker.js";
 import { DeviceRegistry } from "./registry.js";
-import { createRestApi } from "./rest/server.js";
 import { SqliteStore } from "./store/sqlite.js";
 import { ensureCertificates } from "./tls/certs.js";
 
@@ -101,10 +95,10 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   };
 
   // Hooks are wired after both sides exist: the registry tells MQTT about desired changes and revocations.
-  let mqtt: Awaited<ReturnType<typeof createMqttFrontend>> | undefined;
+  let frontends: ReturnType<typeof lazyFrontends> | undefined;
   const registry = new DeviceRegistry(store, {
-    desiredChanged: (id, patch, version) => mqtt?.pushDesired(id, patch, version),
-    deviceRevoked: (id) => mqtt?.disconnect(id),
+    desiredChanged: (id, patch, version) => frontends?.mqtt?.pushDesired(id, patch, version),
+    deviceRevoked: (id) => frontends?.mqtt?.disconnect(id),
   });
   if (registry.size === 0) {
     registry.create(TUTORIAL_DEVICE.deviceId, {
@@ -115,16 +109,14 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     log(`registered the tutorial device ${TUTORIAL_DEVICE.deviceId}`);
   }
   const authorizer = new Authorizer(policies, isOurHost, (id) => registry.find(id));
-  mqtt = await createMqttFrontend({ registry, authorizer, log });
-  const rest = await createRestApi({ registry, authorizer, log });
-  const unguardHttp = guardHttpServer(rest.server, gate);
+  // MQTT (aedes) and HTTPS (fastify) load once the port is bound: see frontends.ts.
+  frontends = lazyFrontends({ registry, authorizer, gate, log });
+  const { targets } = frontends;
 
   const listeners: Array<ReturnType<typeof createTlsListener>> = [];
   const close = async () => {
     await Promise.all(listeners.map((l) => l.close()));
-    await mqtt?.close();
-    unguardHttp();
-    await rest.close();
+    await frontends?.close();
     // Device-side changes still waiting for their group commit (the last disconnections) are kept.
     registry.commit();
     store.close();
@@ -135,12 +127,12 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     const wanted = options.standardPorts ? [...STANDARD_PORTS] : [options.port ?? DEFAULT_PORT];
     for (const port of wanted) {
       // Loopback only: the development keys are public, so the hub must not be reachable from the network.
-      const v4 = createTlsListener(certs, { http: rest.server, mqtt: (s) => mqtt?.handle(s) }, gate, log);
+      const v4 = createTlsListener(certs, targets, gate, log);
       listeners.push(v4);
       const bound = await listen(v4.server, port, "127.0.0.1");
       ports.push(bound);
       // Also on ::1 where the machine has it, since "localhost" may resolve there first.
-      const v6 = createTlsListener(certs, { http: rest.server, mqtt: (s) => mqtt?.handle(s) }, gate, log);
+      const v6 = createTlsListener(certs, targets, gate, log);
       try {
         await listen(v6.server, bound, "::1");
         listeners.push(v6);
@@ -189,7 +181,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
         "",
       ].join("\n"),
     get connectedDevices() {
-      return mqtt?.connectedCount ?? 0;
+      return frontends?.mqtt?.connectedCount ?? 0;
     },
     stop: () => {
       stopped ??= close();

@@ -1,4 +1,3 @@
-import type { Server as HttpServer } from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { createServer, type TLSSocket } from "node:tls";
@@ -8,7 +7,8 @@ import type { ConnectionGate, Ticket } from "./connection-limits.js";
 const MQTT_CONNECT = 0x10;
 
 export interface ProtocolTargets {
-  http: HttpServer;
+  /** Serves an HTTP connection (the REST API's http.Server gets it as a "connection"). */
+  http: (stream: Duplex) => void;
   mqtt: (stream: Duplex) => void;
 }
 
@@ -91,7 +91,7 @@ export function createTlsListener(
           return write.apply(this, args);
         } as TLSSocket["write"];
         targets.mqtt(socket);
-      } else targets.http.emit("connection", socket);
+      } else targets.http(socket);
     };
     socket.on("readable", onReadable);
   }
