@@ -12,7 +12,7 @@ import {
   reportProperties,
   startTestHub,
 } from "../hub/support.js";
-import { serviceToken, sleep } from "./support.js";
+import { deviceToken, mqttLogin, serviceToken, sleep } from "./support.js";
 
 /**
  * Connection hygiene on the one TLS port (src/hub/connection-limits.ts): connections that never become an
@@ -78,6 +78,9 @@ function firstResponseLine(s: TLSSocket): Promise<string> {
   });
 }
 
+/** The tutorial device's primary key, from the hub's own device connection string. */
+const primaryKeyOf = (hub: Hub) => /SharedAccessKey=([^;]+)/.exec(hub.deviceConnectionString())?.[1] ?? "";
+
 describe("connections that never become a session or a request", () => {
   let hub: Hub;
   const lines: string[] = [];
@@ -116,6 +119,28 @@ describe("connections that never become a session or a request", () => {
     expect(
       lines.some((l) => /did not complete a TLS handshake and an MQTT CONNECT or HTTP request/.test(l)),
     ).toBe(true);
+  });
+
+  it("keeps connections that became an MQTT session or an HTTP client past the pending deadline", async () => {
+    const device = await mqttLogin(hub, "myDeviceId", deviceToken(hub, "myDeviceId", primaryKeyOf(hub)), {
+      keepalive: 60,
+    });
+    if (!device.ok) throw new Error(`device refused: ${device.reason}`);
+    let deviceClosed = false;
+    device.client.once("close", () => (deviceClosed = true));
+    const http = await tls(hub);
+    const answered = firstResponseLine(http);
+    http.write(getTwinRequest(hub));
+    expect(await answered).toBe("HTTP/1.1 200 OK");
+    await sleep(1_500); // well past the 0.4 s pending deadline
+    expect(deviceClosed).toBe(false);
+    expect(http.destroyed).toBe(false);
+    const again = new Promise<string>((resolve) =>
+      http.once("data", (d: Buffer) => resolve(d.toString("latin1"))),
+    );
+    http.write(getTwinRequest(hub));
+    expect((await again).split("\r\n")[0]).toBe("HTTP/1.1 200 OK");
+    device.client.end(true);
   });
 
   it("answers 408 and closes when a later request head or a body trickles in too slowly", async () => {
