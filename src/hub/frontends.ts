@@ -43,10 +43,15 @@ export function lazyFrontends(deps: {
       loaded = { mqtt, rest, unguardHttp: guardHttpServer(rest.server, gate) };
       return loaded;
     })();
-    loading.catch((error: unknown) =>
-      deps.log(`the hub failed to start its MQTT and HTTPS front ends: ${(error as Error)?.message}`),
-    );
-    return loading;
+    const attempt = loading;
+    attempt.catch((error: unknown) => {
+      // Possibly passing (out of file descriptors while connections flood in): the next connection tries again.
+      if (loading === attempt) loading = undefined;
+      deps.log(
+        `the hub could not load its MQTT and HTTPS front ends (${(error as Error)?.message}); trying again on the next connection`,
+      );
+    });
+    return attempt;
   };
   const preload = setTimeout(load, PRELOAD_AFTER_MS);
   const serve = (socket: Duplex, use: (l: Loaded) => void) => {
@@ -68,7 +73,7 @@ export function lazyFrontends(deps: {
     },
     async close() {
       clearTimeout(preload);
-      const l = await loading?.catch(() => undefined);
+      const l = loaded ?? (await loading?.catch(() => undefined));
       if (!l) return;
       await l.mqtt.close();
       l.unguardHttp();

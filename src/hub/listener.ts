@@ -57,12 +57,20 @@ export function createTlsListener(
     });
   });
   // Garbage, plain-text clients and failed handshakes end here; the hub keeps serving.
+  // At most one line a second, with a count: a flood of failed handshakes must not also flood the log.
+  let failedSince = 0;
+  let failedLoggedAt = 0;
   server.on("tlsClientError", (error, socket) => {
     socket.destroy();
     if (refused.has(socket)) return;
+    failedSince++;
+    const now = Date.now();
+    if (now - failedLoggedAt < 1000) return;
     log(
-      `TLS handshake failed from ${socket.remoteAddress ?? "?"}: ${(error as NodeJS.ErrnoException).code ?? error.message}`,
+      `TLS handshake failed from ${socket.remoteAddress ?? "?"}: ${(error as NodeJS.ErrnoException).code ?? error.message}${failedSince > 1 ? ` (and ${failedSince - 1} more since the last report)` : ""}`,
     );
+    failedSince = 0;
+    failedLoggedAt = now;
   });
 
   function route(socket: TLSSocket) {
