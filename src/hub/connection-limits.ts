@@ -2,12 +2,14 @@ import type { Server as HttpServer, IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 
 /**
- * How long a connection may take and how many the hub holds. IoT Hub does not publish per-socket figures
- * beyond these: its front end (an Azure load balancer) drops a TCP connection idle for 4 minutes ("Azure
- * Load Balancer: TCP idle timeout", default 4 minutes), and MQTT 3.1.1 section 3.1.4 says a server should
- * close a network connection on which no CONNECT arrives "within a reasonable amount of time". The rest are
- * chosen to be far above what a client on this machine needs and low enough that a stuck or hostile client
- * cannot hold the hub's sockets (file descriptors) for long.
+ * How long a connection may take and how many the hub holds. IoT Hub publishes no per-socket figures; what
+ * is documented: Azure's load balancer drops a TCP flow idle longer than its idle timeout, "The default
+ * setting is 4 minutes" ("Configure TCP reset and idle timeout for Azure Load Balancer",
+ * learn.microsoft.com/azure/load-balancer/load-balancer-tcp-idle-timeout), and MQTT 3.1.1 section 3.1.4: "If
+ * the Server does not receive a CONNECT Packet within a reasonable amount of time after the Network
+ * Connection is established, the Server SHOULD close the connection". The rest are chosen far above what a
+ * client on this machine needs and low enough that a stuck or hostile client cannot hold the hub's sockets
+ * (file descriptors) for long.
  */
 export interface ConnectionLimits {
   /** Open connections, all listeners together (HTTPS and MQTT). Beyond it new connections are closed at once. */
