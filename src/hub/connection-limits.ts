@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import type { Server as HttpServer, IncomingMessage } from "node:http";
 import type { Socket } from "node:net";
 
@@ -12,7 +13,10 @@ import type { Socket } from "node:net";
  * (file descriptors) for long.
  */
 export interface ConnectionLimits {
-  /** Open connections, all listeners together (HTTPS and MQTT). Beyond it new connections are closed at once. */
+  /**
+   * Open connections, all listeners together (HTTPS and MQTT). Beyond it new connections are closed at once.
+   * By default also at most half the process's open-file limit where that is known (Linux).
+   */
   maxConnections: number;
   /**
    * Connections that have not yet shown they speak the protocol: TLS handshake, first bytes, and for MQTT
@@ -52,8 +56,30 @@ export const DEFAULT_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
   keepAliveTimeoutMs: 240_000,
 });
 
+/**
+ * Each connection holds a file descriptor; past the process's limit the hub could no longer open its own
+ * files (nor accept anyone). On Linux the default cap is kept to half of that limit.
+ */
+export function fitToFileLimit(maxConnections: number, procLimits: string | undefined): number {
+  const soft = Number(/^Max open files\s+(\d+)/m.exec(procLimits ?? "")?.[1]);
+  if (!Number.isInteger(soft) || soft <= 0) return maxConnections;
+  return Math.max(1, Math.min(maxConnections, Math.floor(soft / 2)));
+}
+
+function procLimits(): string | undefined {
+  try {
+    return readFileSync("/proc/self/limits", "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
 export function resolveLimits(partial: Partial<ConnectionLimits> = {}): ConnectionLimits {
   const limits = { ...DEFAULT_LIMITS };
+  if (partial.maxConnections === undefined) {
+    limits.maxConnections = fitToFileLimit(limits.maxConnections, procLimits());
+    limits.maxPendingConnections = Math.min(limits.maxPendingConnections, limits.maxConnections);
+  }
   for (const [key, value] of Object.entries(partial) as Array<[keyof ConnectionLimits, unknown]>) {
     if (value === undefined) continue;
     if (!(key in DEFAULT_LIMITS)) throw new Error(`unknown connection limit ${key}`);
