@@ -112,7 +112,6 @@ export class ConnectionGate {
   private readonly tickets = new WeakMap<object, Ticket>();
   /** Refusals not yet logged and when each kind was last logged. */
   private readonly refusals = { total: { count: 0, at: 0 }, pending: { count: 0, at: 0 } };
-  private lastReason = "";
   private dropped = 0;
   private lastDropLog = 0;
 
@@ -146,6 +145,7 @@ export class ConnectionGate {
     this.open++;
     this.pending++;
     let active = false;
+    let closed = false;
     const timer = setTimeout(() => {
       this.droppedPending(socket);
       socket.destroy();
@@ -153,7 +153,8 @@ export class ConnectionGate {
     timer.unref();
     const ticket: Ticket = {
       activate: () => {
-        if (active) return;
+        // A CONNACK may still be written to a connection that has just closed: it was counted then.
+        if (active || closed) return;
         active = true;
         this.pending--;
         clearTimeout(timer);
@@ -163,6 +164,7 @@ export class ConnectionGate {
       },
     };
     socket.once("close", () => {
+      closed = true;
       this.open--;
       if (!active) {
         this.pending--;
@@ -184,7 +186,6 @@ export class ConnectionGate {
   private refused(socket: Socket, kind: "total" | "pending", reason: string) {
     const tally = this.refusals[kind];
     tally.count++;
-    this.lastReason = reason;
     const now = Date.now();
     if (now - tally.at >= 1000) {
       const others = tally.count - 1;
@@ -206,11 +207,6 @@ export class ConnectionGate {
       this.lastDropLog = now;
       this.dropped = 0;
     }
-  }
-
-  /** For tests and diagnostics: the reason of the latest refusal. */
-  get lastRefusal() {
-    return this.lastReason;
   }
 }
 
