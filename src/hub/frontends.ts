@@ -65,8 +65,6 @@ export function lazyFrontends(deps: {
   };
   return {
     targets,
-    /** Resolves once both front ends are ready (starts loading them if that has not begun). */
-    ready: () => load().then(() => {}),
     /** The MQTT side, once loaded: a device can be connected only after that. */
     get mqtt(): MqttFrontend | undefined {
       return loaded?.mqtt;
