@@ -7,6 +7,7 @@ import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/c
 import { ConnectionGate, type ConnectionLimits, resolveLimits } from "./connection-limits.js";
 import { lazyFrontends } from "./frontends.js";
 import { createTlsListener } from "./listener.js";
+import { escapeForLog } from "./log.js";
 import { DeviceRegistry } from "./registry.js";
 import { SqliteStore } from "./store/sqlite.js";
 import { ensureCertificates } from "./tls/certs.js";
@@ -66,9 +67,11 @@ export interface RunningHub {
 }
 
 export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
-  const log = options.quiet
+  const sink = options.quiet
     ? () => {}
     : (options.log ?? ((line: string) => console.log(`[local-hub] ${line}`)));
+  // Every line passes the one escaping function: client-chosen text cannot forge lines (see log.ts).
+  const log = (line: string) => sink(escapeForLog(line));
   const policies = options.policies ?? DEV_POLICIES;
   const gate = new ConnectionGate(resolveLimits(options.limits), log);
   const dataDir = options.inMemory ? undefined : resolve(options.dataDir ?? DEFAULT_DATA_DIR);

@@ -84,6 +84,7 @@ export const TOPICS = {
 
 /** MQTT 3.1.1 CONNACK return codes (spec 3.2.2.3). */
 export const CONNACK = {
+  serverUnavailable: 3,
   badUsernameOrPassword: 4,
   notAuthorized: 5,
 } as const;
