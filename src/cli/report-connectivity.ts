@@ -2,7 +2,15 @@
 import { loadDeviceConfig, parseName, parseSeconds } from "../config/index.js";
 import type { DesiredUpdate } from "../device/report-connectivity.js";
 import { describeFailure } from "../sdk/errors.js";
-import { addCommonOptions, type CommonFlags, newProgram, runCli, writeErr } from "./common.js";
+import {
+  addCommonOptions,
+  type CommonFlags,
+  logSettings,
+  newProgram,
+  numberOption,
+  runCli,
+  writeErr,
+} from "./common.js";
 
 interface Flags extends CommonFlags {
   type: string;
@@ -18,16 +26,24 @@ const program = addCommonOptions(
   )
     .option("--type <name>", "connectivity type to report", "cellular")
     .option("--once", "exit right after the hub acknowledges the report")
-    .option("--timeout <seconds>", "give up on connecting or on an acknowledgement after this long", "30"),
+    .addOption(
+      numberOption(
+        "--timeout <seconds>",
+        "give up on connecting, or on an acknowledgement, after this long (0.1 to 3600)",
+        "30",
+      ),
+    ),
 ).addHelpText(
   "after",
   `
-Settings (flags > environment > .env file > defaults):
-  IOTHUB_DEVICE_CONNECTION_STRING   the device's connection string
-  IOTHUB_CA_FILE                    extra CA to trust, for the local hub (optional)
+Settings (flags > environment variables > env file > defaults):
+  IOTHUB_DEVICE_CONNECTION_STRING  the device's connection string
+  IOTHUB_CA_FILE                   extra CA to trust, for the local hub (optional)
 
 With --json: one JSON object (with --once), or one JSON object per line: the report, then each desired update.
-Exit codes: 0 success (also when stopped with Ctrl-C or SIGTERM), 1 hub or runtime failure, 2 usage or configuration error.`,
+Run it in the project folder (where .env is), after npm install.
+Exit codes: 0 success, also when stopped with Ctrl-C or SIGTERM (through npx, the shell sees 130 after Ctrl-C),
+1 hub or network failure, 2 usage or configuration error.`,
 );
 
 function show(properties: Record<string, unknown>): string {
@@ -46,12 +62,10 @@ await runCli<Flags>(program, async (flags, setContext) => {
     hostName: connection.hostName,
     variable: "IOTHUB_DEVICE_CONNECTION_STRING",
     deviceId: connection.deviceId,
+    ca: config.ca ? { file: config.ca.file, setting: config.ca.setting } : undefined,
   };
   setContext(context);
-  log?.(`Settings file: ${config.envFile ?? "(none)"}`);
-  log?.(
-    `Hub: ${connection.hostName}, device ${connection.deviceId}${config.ca ? `, trusting ${config.ca.file}` : ""}`,
-  );
+  if (log) logSettings(log, program, config.sources, { type: "--type", timeout: "--timeout" });
 
   // Stop on Ctrl-C / SIGTERM, also while still connecting; a second signal leaves at once.
   let stop: (reason: "signal" | Error) => void = () => {};
