@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 import { loadDeviceConfig, parseName, parseSeconds } from "../config/index.js";
 import type { DesiredUpdate } from "../device/report-connectivity.js";
-import { describeFailure } from "../sdk/errors.js";
+import { TakeoverDetector } from "../device/takeover.js";
+import { describeFailure, TakenOverError } from "../sdk/errors.js";
 import {
   addCommonOptions,
   type CommonFlags,
@@ -95,6 +96,9 @@ await runCli<Flags>(program, async (flags, setContext) => {
   };
 
   let lastWarning = { message: "", at: 0 };
+  // Two apps with the same device ID knock each other off: detect it and say so instead of fighting for ever.
+  const takeover = new TakeoverDetector();
+  let warned = false;
   const starting = reportConnectivity(client, {
     deviceId: connection.deviceId,
     type,
@@ -103,12 +107,22 @@ await runCli<Flags>(program, async (flags, setContext) => {
     onDesiredUpdate,
     onConnectionLost: (error) => stop(error),
     onRetry: (error) => {
+      if (takeover.dropped()) {
+        stop(new TakenOverError(takeover.recentDrops, 30));
+        return;
+      }
       // One warning per cause and half-minute: the SDK retries with back-off for up to four minutes.
       const { message } = describeFailure(error, context);
       const now = Date.now();
       if (message === lastWarning.message && now - lastWarning.at < 30_000) return;
       lastWarning = { message, at: now };
       writeErr(`warning: ${message} Reconnecting...`);
+      warned = true;
+    },
+    onReconnected: () => {
+      takeover.connected();
+      if (warned) writeErr("Reconnected.");
+      warned = false;
     },
     log,
   });

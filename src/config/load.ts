@@ -1,4 +1,6 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
 import {
   checkDeviceId,
   type DeviceConnectionString,
@@ -88,9 +90,21 @@ export function settingSource(name: string, setting: SettingValue | undefined, s
   return { name, source, shown };
 }
 
-function notSetHint(settings: Settings, name: VariableName, base: string): string {
+/** The folder holding this project's package.json (two levels above src/config or dist/config). */
+const PROJECT_DIR = fileURLToPath(new URL("../..", import.meta.url)).replace(/[\\/]$/, "");
+
+function notSetHint(settings: Settings, name: VariableName, base: string, cwd: string): string {
   const lookalike = settings.lookalikeHint(name);
-  return lookalike ? `${lookalike} ${base}` : base;
+  if (lookalike) return `${lookalike} ${base}`;
+  // No env file was found: most often the tool was run outside the project folder, where .env lives.
+  const inProject = relative(PROJECT_DIR, cwd) === "";
+  if (settings.envFile === undefined && !inProject && existsSync(join(PROJECT_DIR, "package.json"))) {
+    return (
+      `There is no .env in ${cwd}: the tools read ./.env from the folder they run in. Run them in the project ` +
+      `folder (cd ${PROJECT_DIR}), or pass --env-file <path>.`
+    );
+  }
+  return base;
 }
 
 function caSource(settings: Settings, caFlag: string | undefined, ca: CaConfig | undefined): SettingSource {
@@ -173,6 +187,7 @@ export function loadServiceConfig(options: LoadOptions & { deviceId?: string } =
         settings,
         "IOTHUB_CONNECTION_STRING",
         "Copy .env.example to .env for the local hub, or set it to your IoT hub's connection string for a policy with registry read and service connect permissions.",
+        cwd,
       ),
     });
   }
@@ -239,6 +254,7 @@ export function loadDeviceConfig(options: LoadOptions = {}): DeviceConfig {
         settings,
         "IOTHUB_DEVICE_CONNECTION_STRING",
         "Copy .env.example to .env for the local hub, or set it to your device's primary connection string (Azure portal: IoT hub > Devices > your device).",
+        cwd,
       ),
     });
   }

@@ -26,6 +26,17 @@ export class RetriesExhaustedError extends Error {
   }
 }
 
+/** The device's connection kept being closed by another client connecting with the same device ID. */
+export class TakenOverError extends Error {
+  constructor(
+    readonly drops: number,
+    readonly seconds: number,
+  ) {
+    super(`the connection was closed ${drops} times within ${seconds} s, each time right after connecting`);
+    this.name = "TakenOverError";
+  }
+}
+
 /** Rejects with a {@link TimeoutError} if `promise` has not settled within `seconds`. */
 export async function withTimeout<T>(promise: Promise<T>, seconds: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -41,6 +52,7 @@ export async function withTimeout<T>(promise: Promise<T>, seconds: number, what:
 
 export type FailureKind =
   | "timeout"
+  | "taken-over"
   | "tls"
   | "not-tls"
   | "refused"
@@ -158,6 +170,16 @@ export function describeFailure(error: unknown, context: FailureContext): Failur
       kind: "timeout",
       message: `${error.what} did not finish within ${error.seconds} s (hub ${hostName}).`,
       hint: `Check that the hub is reachable and running; raise --timeout if it is just slow.`,
+    };
+  }
+
+  if (error instanceof TakenOverError) {
+    return {
+      kind: "taken-over",
+      message:
+        `Another client is connected as device '${context.deviceId ?? "?"}' to ${hostName}: IoT Hub allows one ` +
+        `connection per device, so each connection closes the other (${error.message}).`,
+      hint: "Stop the other app using this device (another report-connectivity in another terminal?), or give each app its own device and connection string.",
     };
   }
 
