@@ -61,7 +61,7 @@ Settings (flags > environment variables > env file > defaults):
   IOTHUB_CA_FILE                   extra CA to trust, for the local hub (optional)
 
 Run it in the project folder (where .env is), after npm install.
-Exit codes: 0 success, 1 hub or network failure, 2 usage or configuration error.`,
+Exit codes: 0 success, 1 hub or runtime failure, 2 usage or configuration error.`,
 );
 
 function list(ids: string[]): string {

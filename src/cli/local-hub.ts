@@ -37,8 +37,8 @@ const program = newProgram(
     `
 Settings: only these flags (no environment variables, no .env file).
 The tools find this hub through .env: IOTHUB_CA_FILE must name the 'trust:' file this hub prints.
-Exit codes: 0 after Ctrl-C or SIGTERM (through npx, the shell sees 130 after Ctrl-C), 1 cannot start
-(port in use, data folder in use by another local-hub, unreadable keys file), 2 usage error.`,
+Exit codes: 0 stopped with Ctrl-C or SIGTERM, 1 cannot start (port or data folder in use, bad keys file), 2 usage error.
+(Through npx, the shell shows 130 after Ctrl-C: npx reports the interrupt it received too.)`,
   );
 
 let parsed = false;

@@ -43,8 +43,8 @@ Settings (flags > environment variables > env file > defaults):
 
 With --json: one JSON object (with --once), or one JSON object per line: the report, then each desired update.
 Run it in the project folder (where .env is), after npm install.
-Exit codes: 0 success, also when stopped with Ctrl-C or SIGTERM (through npx, the shell sees 130 after Ctrl-C),
-1 hub or network failure, 2 usage or configuration error.`,
+Exit codes: 0 success (also when stopped with Ctrl-C or SIGTERM), 1 hub or runtime failure, 2 usage or configuration error.
+(Through npx, the shell shows 130 after Ctrl-C: npx reports the interrupt it received too.)`,
 );
 
 function show(properties: Record<string, unknown>): string {
