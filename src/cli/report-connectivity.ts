@@ -2,7 +2,7 @@
 import { loadDeviceConfig, parseName, parseSeconds } from "../config/index.js";
 import type { DesiredUpdate } from "../device/report-connectivity.js";
 import { TakeoverDetector } from "../device/takeover.js";
-import { describeFailure, TakenOverError } from "../sdk/errors.js";
+import { describeFailure, TakenOverError, TimeoutError } from "../sdk/errors.js";
 import {
   addCommonOptions,
   type CommonFlags,
@@ -126,7 +126,16 @@ await runCli<Flags>(program, async (flags, setContext) => {
     },
     log,
   });
-  const first = await Promise.race([starting, stopped]);
+  let first: Awaited<typeof starting> | "signal" | Error;
+  try {
+    first = await Promise.race([starting, stopped]);
+  } catch (error) {
+    // A start-up that stalled after the connection was closed right after connecting: the other client with
+    // this device ID interrupted it (the SDK does not always resume an interrupted twin request).
+    if (error instanceof TimeoutError && takeover.recentDrops > 0)
+      throw new TakenOverError(takeover.recentDrops, 30, error);
+    throw error;
+  }
   if (first === "signal") {
     // Stopped before the report was acknowledged: close whatever was opened and leave quietly.
     starting.then((session) => session.close()).catch(() => {});

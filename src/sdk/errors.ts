@@ -28,11 +28,21 @@ export class RetriesExhaustedError extends Error {
 
 /** The device's connection kept being closed by another client connecting with the same device ID. */
 export class TakenOverError extends Error {
+  /**
+   * @param drops times the connection was closed after it had been established
+   * @param stalled set when the drops were followed by an operation that never finished (a start-up that the
+   *   other client interrupted): the takeover is then the likely cause rather than a certainty
+   */
   constructor(
     readonly drops: number,
     readonly seconds: number,
+    readonly stalled?: TimeoutError,
   ) {
-    super(`the connection was closed ${drops} times within ${seconds} s, each time right after connecting`);
+    super(
+      stalled
+        ? `the connection was closed right after connecting, then ${stalled.what.toLowerCase()} did not finish within ${stalled.seconds} s`
+        : `the connection was closed ${drops} times within ${seconds} s, each time after it had connected`,
+    );
     this.name = "TakenOverError";
   }
 }
@@ -177,8 +187,8 @@ export function describeFailure(error: unknown, context: FailureContext): Failur
     return {
       kind: "taken-over",
       message:
-        `Another client is connected as device '${context.deviceId ?? "?"}' to ${hostName}: IoT Hub allows one ` +
-        `connection per device, so each connection closes the other (${error.message}).`,
+        `Another client is ${error.stalled ? "probably " : ""}connected as device '${context.deviceId ?? "?"}' to ` +
+        `${hostName}: IoT Hub allows one connection per device, so each connection closes the other (${error.message}).`,
       hint: "Stop the other app using this device (another report-connectivity in another terminal?), or give each app its own device and connection string.",
     };
   }
