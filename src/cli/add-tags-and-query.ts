@@ -147,8 +147,8 @@ await runCli<Flags>(program, async (flags, setContext) => {
     ];
     if (result.updated) {
       lines.push(
-        `Updated the twin of ${result.updated.deviceId}: tags.location = ${JSON.stringify({ region, plant })}, ` +
-          `desired location = ${JSON.stringify(plant)} (twin version ${result.updated.version})`,
+        `Updated the twin of ${result.updated.deviceId} to version ${result.updated.version}:`,
+        `  tags.location = ${JSON.stringify({ region, plant })}, desired location = ${JSON.stringify(plant)}`,
       );
     }
     lines.push(`Devices in ${plant}: ${list(result.inPlant)}`);

@@ -53,18 +53,18 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
   out(
     `local-hub listening on ${hub.hostName} (HTTPS REST and MQTT over TLS${flags.standardPorts ? " on ports 443 and 8883" : ""})`,
   );
-  out(`  data:   ${hub.dataDir ?? "in memory (nothing is kept after stop)"}`);
-  out(`  trust:  ${hub.caFile}   (set IOTHUB_CA_FILE to this file)`);
-  out(`  service connection string (iothubowner):`);
-  out(`    ${shown(hub.serviceConnectionString)}`);
-  out(`  device connection string (myDeviceId):`);
+  out(`data:   ${hub.dataDir ?? "in memory (nothing is kept after stop)"}`);
+  out(`trust:  ${hub.caFile}   (set IOTHUB_CA_FILE to this file)`);
+  out(`service connection string (iothubowner):`);
+  out(`  ${shown(hub.serviceConnectionString)}`);
+  out(`device connection string (myDeviceId):`);
   try {
-    out(`    ${shown(hub.deviceConnectionString())}`);
+    out(`  ${shown(hub.deviceConnectionString())}`);
   } catch {
-    out("    (myDeviceId is not registered in this hub)");
+    out("  (myDeviceId is not registered in this hub)");
   }
   if (policies === DEV_POLICIES)
-    out("  These are the well-known development keys: fine on your machine, never for anything shared.");
+    out("These are the well-known development keys: fine on your machine, never for anything shared.");
   // Handlers go in before the env file appears: whoever waits for that file may signal us at once.
   const shutdown = (signal: string) => {
     out(`\n${signal}: stopping local-hub`);
@@ -78,7 +78,7 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
   if (flags.writeEnv) {
     const file = resolve(flags.writeEnv);
     await writeSecretFile(file, hub.envFile());
-    out(`  wrote ${relative(process.cwd(), file) || file}`);
+    out(`wrote ${relative(process.cwd(), file) || file}`);
   }
   out("Press Ctrl-C to stop.");
 

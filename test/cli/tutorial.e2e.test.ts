@@ -40,7 +40,7 @@ describe("the tutorial sequence with the built tools", () => {
     expect(before.code, before.stderr).toBe(0);
     expect(before.stdout).toContain("Registry statistics: 1 device (1 enabled, 0 disabled)");
     expect(before.stdout).toMatch(
-      /^Updated the twin of myDeviceId: tags\.location = \{"region":"US","plant":"Redmond43"\}, desired location = "Redmond43" \(twin version \d+\)$/m,
+      /^Updated the twin of myDeviceId to version \d+:\n {2}tags\.location = \{"region":"US","plant":"Redmond43"\}, desired location = "Redmond43"$/m,
     );
     expect(before.stdout).toMatch(/^Devices in Redmond43: myDeviceId$/m);
     expect(before.stdout).toMatch(/^Devices in Redmond43 using cellular network: \(none\)$/m);
