@@ -87,7 +87,11 @@ describe("crash safety: SIGKILL at random moments while writing, 20 rounds", () 
       }
       hub = await spawnHub(dataDir, envFile);
       // The data directory opened cleanly, and the hub holds it: a second opener is refused at once.
-      const other = new Database(join(dataDir, "hub.db"), { readonly: true, fileMustExist: true, timeout: 0 });
+      const other = new Database(join(dataDir, "hub.db"), {
+        readonly: true,
+        fileMustExist: true,
+        timeout: 0,
+      });
       try {
         expect(() => other.pragma("integrity_check", { simple: true })).toThrow(/database is locked/);
       } finally {
