@@ -4,11 +4,13 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Authorizer } from "./auth/authorizer.js";
 import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
+import { DelayedTwinSource } from "./consistency/delayed-source.js";
 import { createTlsListener } from "./listener.js";
 import { createMqttFrontend } from "./mqtt/broker.js";
 import { DeviceRegistry } from "./registry.js";
 import { createRestApi } from "./rest/server.js";
 import { SqliteStore } from "./store/sqlite.js";
+import { createThrottle, type ThrottleLimits, TIERS, type Tier } from "./throttle/index.js";
 import { ensureCertificates } from "./tls/certs.js";
 
 export { DEV_POLICIES, TUTORIAL_DEVICE } from "./auth/credentials.js";
@@ -38,6 +40,16 @@ export interface HubOptions {
   policies?: readonly SharedAccessPolicy[];
   /** "full" also survives power loss (fsync per write); "normal" survives a killed hub. */
   durability?: "normal" | "full";
+  /**
+   * Query results lag writes by this many milliseconds, as IoT Hub's eventually consistent queries can; GET of one
+   * twin stays current. Default 0 (queries see every write at once).
+   */
+  queryDelayMs?: number;
+  /**
+   * Enforce IoT Hub's operation throttles of this tier (one unit), or of explicit limits, answering 429
+   * ThrottlingException over quota. Default: no throttling.
+   */
+  throttle?: Tier | ThrottleLimits;
   /** One line per operation; default stdout. */
   log?: (line: string) => void;
   quiet?: boolean;
@@ -67,6 +79,13 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   const log = options.quiet
     ? () => {}
     : (options.log ?? ((line: string) => console.log(`[local-hub] ${line}`)));
+  const queryDelayMs = options.queryDelayMs ?? 0;
+  if (typeof queryDelayMs !== "number" || !Number.isFinite(queryDelayMs) || queryDelayMs < 0)
+    throw new Error(`invalid query delay ${queryDelayMs}: use a number of milliseconds, 0 or more`);
+  if (typeof options.throttle === "string" && !TIERS.includes(options.throttle))
+    throw new Error(
+      `unknown throttle tier ${JSON.stringify(options.throttle)}: use one of ${TIERS.join(", ")}`,
+    );
   const policies = options.policies ?? DEV_POLICIES;
   const dataDir = options.inMemory ? undefined : resolve(options.dataDir ?? DEFAULT_DATA_DIR);
   const certDir = dataDir ?? mkdtempSync(join(tmpdir(), "local-hub-"));
@@ -93,10 +112,14 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
 
   // Hooks are wired after both sides exist: the registry tells MQTT about desired changes and revocations.
   let mqtt: Awaited<ReturnType<typeof createMqttFrontend>> | undefined;
+  let delayed: DelayedTwinSource | undefined;
   const registry = new DeviceRegistry(store, {
     desiredChanged: (id, patch, version) => mqtt?.pushDesired(id, patch, version),
     deviceRevoked: (id) => mqtt?.disconnect(id),
+    recordChanged: (id, before) => delayed?.recordChanged(id, before),
   });
+  if (queryDelayMs > 0) delayed = new DelayedTwinSource(registry, queryDelayMs);
+  const throttle = options.throttle ? createThrottle({ limits: options.throttle }) : undefined;
   if (registry.size === 0) {
     registry.create(TUTORIAL_DEVICE.deviceId, {
       authentication: {
@@ -106,8 +129,8 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     log(`registered the tutorial device ${TUTORIAL_DEVICE.deviceId}`);
   }
   const authorizer = new Authorizer(policies, isOurHost, (id) => registry.find(id));
-  mqtt = await createMqttFrontend({ registry, authorizer, log });
-  const rest = await createRestApi({ registry, authorizer, log });
+  mqtt = await createMqttFrontend({ registry, authorizer, log, throttle });
+  const rest = await createRestApi({ registry, authorizer, log, querySource: delayed, throttle });
 
   const listeners: Array<ReturnType<typeof createTlsListener>> = [];
   const close = async () => {

@@ -22,6 +22,8 @@ export interface RegistryHooks {
   desiredChanged?(deviceId: string, patch: Record<string, unknown>, version: number): void;
   /** The device was disabled or deleted: drop its connection. */
   deviceRevoked?(deviceId: string): void;
+  /** A device record is about to be replaced or removed; `before` is undefined for a new device. */
+  recordChanged?(deviceId: string, before: DeviceRecord | undefined): void;
 }
 
 /**
@@ -80,6 +82,7 @@ export class DeviceRegistry implements TwinSource {
   private save(record: DeviceRecord): void {
     this.commit();
     this.store.put(record);
+    this.hooks.recordChanged?.(record.deviceId, this.devices.get(record.deviceId));
     this.devices.set(record.deviceId, record);
   }
 
@@ -87,6 +90,7 @@ export class DeviceRegistry implements TwinSource {
   private saveGrouped(record: DeviceRecord): void {
     const id = record.deviceId;
     if (!this.uncommitted.has(id)) this.uncommitted.set(id, this.devices.get(id)!);
+    this.hooks.recordChanged?.(id, this.devices.get(id));
     this.devices.set(id, record);
     if (!this.commitScheduled) {
       this.commitScheduled = true;
@@ -119,7 +123,10 @@ export class DeviceRegistry implements TwinSource {
     } catch (error) {
       failure = error instanceof Error ? error : new Error(String(error));
       // Nothing of the group is stored: memory goes back to what the store holds.
-      for (const [id, stored] of group) this.devices.set(id, stored);
+      for (const [id, stored] of group) {
+        this.hooks.recordChanged?.(id, this.devices.get(id));
+        this.devices.set(id, stored);
+      }
     }
     for (const done of waiters) done(failure);
   }
@@ -193,6 +200,7 @@ export class DeviceRegistry implements TwinSource {
     checkEtag(ifMatch, current.etag, "device");
     this.commit();
     this.store.delete(deviceId);
+    this.hooks.recordChanged?.(deviceId, current);
     this.devices.delete(deviceId);
     this.sortedIds = null;
     this.hooks.deviceRevoked?.(deviceId);
@@ -208,7 +216,10 @@ export class DeviceRegistry implements TwinSource {
     });
     this.commit();
     this.store.putMany(records);
-    for (const r of records) this.devices.set(r.deviceId, r);
+    for (const r of records) {
+      this.hooks.recordChanged?.(r.deviceId, undefined);
+      this.devices.set(r.deviceId, r);
+    }
     this.sortedIds = null;
     return records;
   }
@@ -327,6 +338,11 @@ export class DeviceRegistry implements TwinSource {
 
   /** TwinSource for the query engine: ascending deviceId, strictly after `afterId`. */
   *scan(afterId?: string): Iterable<TwinDocument> {
+    for (const record of this.scanRecords(afterId)) yield renderTwin(record);
+  }
+
+  /** The device records in ascending deviceId order, strictly after `afterId`. */
+  *scanRecords(afterId?: string): Iterable<DeviceRecord> {
     this.commit();
     const ids = this.ids();
     let i = 0;
@@ -344,7 +360,7 @@ export class DeviceRegistry implements TwinSource {
     for (; i < ids.length; i++) {
       // The id list can be stale if a device was deleted while a page was being walked.
       const record = this.devices.get(ids[i]);
-      if (record) yield renderTwin(record);
+      if (record) yield record;
     }
   }
 }
@@ -367,7 +383,7 @@ const READ_ONLY_TWIN_FIELDS = new Set([
   "moduleId",
 ]);
 
-function compareIds(a: string, b: string): number {
+export function compareIds(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 

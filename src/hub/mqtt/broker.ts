@@ -1,9 +1,11 @@
 import type { Duplex } from "node:stream";
 import { Aedes, type AuthenticateError, type Client } from "aedes";
 import { type Authorizer, loginRefused } from "../auth/authorizer.js";
-import { HubError } from "../errors.js";
+import { HubError, twinErrorBody } from "../errors.js";
 import { CONNACK, TOPICS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry.js";
+import { connectRefusal, twinRequestRefusal } from "../throttle/hooks.js";
+import type { Throttle } from "../throttle/index.js";
 import { renderDeviceTwin } from "../twin/twin.js";
 import { guardPacketSize, MAX_MQTT_PACKET_BYTES } from "./frame-guard.js";
 import { classifyPublish, isDownstream, maySubscribe } from "./topics.js";
@@ -28,6 +30,7 @@ export async function createMqttFrontend(opts: {
   authorizer: Authorizer;
   log: (line: string) => void;
   onTelemetry?: (deviceId: string, topic: string, payload: Buffer) => void;
+  throttle?: Throttle;
 }): Promise<MqttFrontend> {
   const { registry, authorizer, log } = opts;
   const clients = new Map<string, Client>();
@@ -36,6 +39,11 @@ export async function createMqttFrontend(opts: {
     // IoT Hub's username is "<host>/<deviceId>/?api-version=..."; the client id is the device id.
     authenticate(client, username, password, done) {
       const deviceId = client.id;
+      const overQuota = connectRefusal(opts.throttle);
+      if (overQuota) {
+        log(`MQTT ${deviceId} connect refused: ${overQuota.message}`);
+        return done(overQuota, false);
+      }
       const userDevice = username?.split("/")[1];
       const result =
         userDevice !== deviceId
@@ -63,9 +71,12 @@ export async function createMqttFrontend(opts: {
       const request = classifyPublish(client.id, packet.topic);
       switch (request.kind) {
         case "twinGet":
-        case "reportedPatch":
-          answerTwinRequest(client, request.kind, request.rid, packet.payload);
+        case "reportedPatch": {
+          const throttled = twinRequestRefusal(opts.throttle, request.kind);
+          if (throttled) refuse(client, request.kind, request.rid, 429, throttled);
+          else answerTwinRequest(client, request.kind, request.rid, packet.payload);
           return done(null);
+        }
         case "telemetry":
           registry.touch(client.id);
           opts.onTelemetry?.(client.id, packet.topic, packet.payload as Buffer);
@@ -157,7 +168,7 @@ export async function createMqttFrontend(opts: {
       log(
         `MQTT ${client.id} ${kind === "twinGet" ? "twin GET" : "reported patch"} refused (${status}): ${message}`,
       );
-      reply(client, status, rid, undefined, JSON.stringify({ message }));
+      reply(client, status, rid, undefined, twinErrorBody(status, message));
     });
   }
 

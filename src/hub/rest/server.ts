@@ -4,9 +4,12 @@ import type { Authorizer } from "../auth/authorizer.js";
 import type { Permission } from "../auth/credentials.js";
 import { errors, HubError } from "../errors.js";
 import { HEADERS } from "../protocol.js";
-import { compileQuery, QueryError, runQueryPage } from "../query/index.js";
+import { compileQuery, QueryError, runQueryPageAsync } from "../query/index.js";
 import type { DeviceRegistry, IdentityInput } from "../registry.js";
+import { restThrottleHook } from "../throttle/hooks.js";
+import type { Throttle } from "../throttle/index.js";
 import { renderIdentity } from "../twin/device.js";
+import type { TwinSource } from "../twin/types.js";
 
 /** Requests larger than this are refused whole (a twin is at most 72 KB of properties plus metadata). */
 const BODY_LIMIT = 256 * 1024;
@@ -29,6 +32,9 @@ export interface RestOptions {
   registry: DeviceRegistry;
   authorizer: Authorizer;
   log: (line: string) => void;
+  /** What queries read (default: the registry, always current; see consistency/delayed-source.ts). */
+  querySource?: TwinSource;
+  throttle?: Throttle;
 }
 
 /**
@@ -39,6 +45,8 @@ export async function createRestApi({
   registry,
   authorizer,
   log,
+  querySource = registry,
+  throttle,
 }: RestOptions): Promise<FastifyInstance<Server>> {
   const app = Fastify({
     bodyLimit: BODY_LIMIT,
@@ -64,6 +72,8 @@ export async function createRestApi({
     if (permission)
       request.policyName = authorizer.service(headerOf(request, HEADERS.authorization), permission);
   });
+
+  if (throttle) app.addHook("preHandler", restThrottleHook(throttle));
 
   app.addHook("onResponse", async (request, reply) => {
     const path = request.url.split("?")[0];
@@ -133,7 +143,7 @@ export async function createRestApi({
     if (pageSize !== undefined && (!Number.isInteger(pageSize) || pageSize < 1)) {
       throw errors.badRequest(`${HEADERS.maxItemCount} must be a positive whole number`);
     }
-    const page = runQueryPage(compileQuery(body.query), registry, {
+    const page = await runQueryPageAsync(compileQuery(body.query), querySource, {
       pageSize,
       continuation: headerOf(req, HEADERS.continuation),
     });
