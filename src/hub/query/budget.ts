@@ -63,6 +63,12 @@ export function rowTooLarge(): QueryError {
   );
 }
 
+/** Where the size walk is in an array: arrays are not pushed whole, so a huge one costs no more than the limit. */
+class ArrayCursor {
+  index = 0;
+  constructor(readonly array: unknown[]) {}
+}
+
 // biome-ignore lint/suspicious/noControlCharactersInRegex: JSON escapes control characters
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\u2028\u2029]/;
 
@@ -92,8 +98,13 @@ export function jsonBytesUpTo(value: unknown, limit: number): number {
         if (v === null) {
           total += 4;
         } else if (Array.isArray(v)) {
-          total += 2 + v.length; // brackets and commas
-          for (let i = v.length - 1; i >= 0; i--) stack.push(v[i] === undefined ? null : v[i]);
+          total += 2; // brackets; elements are walked one at a time through an ArrayCursor
+          if (v.length > 0) stack.push(new ArrayCursor(v));
+        } else if (v instanceof ArrayCursor) {
+          const item = v.array[v.index++];
+          total += 1; // comma
+          if (v.index < v.array.length) stack.push(v);
+          stack.push(item === undefined || typeof item === "function" ? null : item);
         } else {
           total += 2;
           for (const k in v) {
