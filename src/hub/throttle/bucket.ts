@@ -20,8 +20,9 @@ export class TokenBucket {
     const t = this.now();
     this.tokens = Math.min(this.capacity, this.tokens + ((t - this.last) / 1000) * this.perSecond);
     this.last = t;
-    if (this.tokens < n) return false;
-    this.tokens -= n;
+    // a hair of tolerance: 3 s at 20/min must make exactly one token despite floating point
+    if (this.tokens + 1e-9 < n) return false;
+    this.tokens = Math.max(0, this.tokens - n);
     return true;
   }
 
