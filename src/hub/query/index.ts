@@ -107,7 +107,14 @@ export async function runQueryPageAsync(
   }
 }
 
-/** The page computation; it yields after each twin so a driver can pause it. */
+/**
+ * Twins examined between chances to pause (a power of two, minus one). One twin costs at most about 0.1 ms with
+ * the string budget of budget.ts, so 16 keep a slice within a few milliseconds; pausing after every twin would
+ * cost about a third of a simple query's time.
+ */
+const PAUSE_EVERY_MASK = 15;
+
+/** The page computation; it yields every few twins so a driver can pause it. */
 function* pageSteps(
   q: CompiledQuery,
   source: TwinSource,
@@ -120,6 +127,7 @@ function* pageSteps(
   const pageSize = pageSizeOf(opts.pageSize);
   const token = opts.continuation ? decodeToken(opts.continuation, hash) : undefined;
   const maxBytes = QUERY_LIMITS.pageBytes;
+  let examined = 0;
 
   if (plan.kind === "groups") {
     if (token && token.o === undefined) throw badToken("it does not belong to an aggregate query");
@@ -133,7 +141,7 @@ function* pageSteps(
         if (ctl.workedMs > QUERY_LIMITS.aggregateMs) throw budgetExceeded(QUERY_LIMITS.aggregateMs);
         resetEvalBudget();
         run.add(twin);
-        yield;
+        if ((++examined & PAUSE_EVERY_MASK) === 0) yield;
       }
       rows = run.rows(resetEvalBudget);
     }
@@ -191,7 +199,7 @@ function* pageSteps(
       }
     }
     lastId = twin.deviceId;
-    yield;
+    if ((++examined & PAUSE_EVERY_MASK) === 0) yield;
   }
   if (!more || lastId === undefined) return { items, itemType };
   return {
