@@ -338,30 +338,38 @@ export class DeviceRegistry implements TwinSource {
 
   /** TwinSource for the query engine: ascending deviceId, strictly after `afterId`. */
   *scan(afterId?: string): Iterable<TwinDocument> {
-    for (const record of this.scanRecords(afterId)) yield renderTwin(record);
+    const ids = this.idsAfter(afterId);
+    for (let i = ids.start; i < ids.list.length; i++) {
+      // The id list can be stale if a device was deleted while a page was being walked.
+      const record = this.devices.get(ids.list[i]);
+      if (record) yield renderTwin(record);
+    }
   }
 
-  /** The device records in ascending deviceId order, strictly after `afterId`. */
+  /** The device records in ascending deviceId order, strictly after `afterId` (scan without rendering). */
   *scanRecords(afterId?: string): Iterable<DeviceRecord> {
+    const ids = this.idsAfter(afterId);
+    for (let i = ids.start; i < ids.list.length; i++) {
+      const record = this.devices.get(ids.list[i]);
+      if (record) yield record;
+    }
+  }
+
+  /** The sorted ids (after the group commit) and the index of the first one greater than `afterId`. */
+  private idsAfter(afterId: string | undefined): { list: string[]; start: number } {
     this.commit();
     const ids = this.ids();
-    let i = 0;
+    let lo = 0;
     if (afterId !== undefined) {
       // Binary search for the first id greater than afterId.
-      let lo = 0;
       let hi = ids.length;
       while (lo < hi) {
         const mid = (lo + hi) >>> 1;
         if (compareIds(ids[mid], afterId) <= 0) lo = mid + 1;
         else hi = mid;
       }
-      i = lo;
     }
-    for (; i < ids.length; i++) {
-      // The id list can be stale if a device was deleted while a page was being walked.
-      const record = this.devices.get(ids[i]);
-      if (record) yield record;
-    }
+    return { list: ids, start: lo };
   }
 }
 

@@ -32,6 +32,8 @@ export interface CompiledQuery {
 
 export interface QueryPage {
   items: unknown[];
+  /** `items` as the JSON text of the response body (made while measuring the page, so it is made once). */
+  json: string;
   itemType: "DeviceTwin" | "JSON";
   /** absent on the last page */
   continuation?: string;
@@ -148,18 +150,21 @@ function* pageSteps(
     if (plan.top !== undefined) rows = rows.slice(0, plan.top);
     const offset = token?.o ?? 0;
     const items: unknown[] = [];
+    const texts: string[] = [];
     let bytes = 2;
     for (let i = offset; i < rows.length && items.length < pageSize; i++) {
-      const size = jsonBytesUpTo(rows[i], maxBytes);
-      if (size + 3 > maxBytes) throw rowTooLarge();
+      const text = rowJson(rows[i], false, maxBytes);
+      const size = Buffer.byteLength(text, "utf8");
       if (bytes + size + 1 > maxBytes) break;
       items.push(rows[i]);
+      texts.push(text);
       bytes += size + 1;
     }
     const next = offset + items.length;
+    const json = `[${texts.join(",")}]`;
     return next < rows.length
-      ? { items, itemType: "JSON", continuation: encodeToken({ v: 1, h: hash, o: next }) }
-      : { items, itemType: "JSON" };
+      ? { items, json, itemType: "JSON", continuation: encodeToken({ v: 1, h: hash, o: next }) }
+      : { items, json, itemType: "JSON" };
   }
 
   if (token && token.k === undefined) throw badToken("it does not belong to a row query");
@@ -168,7 +173,8 @@ function* pageSteps(
   const remaining = plan.top === undefined ? Number.POSITIVE_INFINITY : plan.top - returned;
   const limit = Math.min(pageSize, remaining);
   const items: unknown[] = [];
-  if (limit <= 0) return { items, itemType };
+  const texts: string[] = [];
+  if (limit <= 0) return { items, json: "[]", itemType };
   /** The last twin this page has dealt with: the next page starts after it. */
   let lastId: string | undefined;
   let bytes = 2;
@@ -185,13 +191,14 @@ function* pageSteps(
         break;
       }
       const row = plan.project(twin);
-      const size = jsonBytesUpTo(row, maxBytes);
-      if (size + 3 > maxBytes) throw rowTooLarge();
+      const text = rowJson(row, plan.kind === "twins", maxBytes);
+      const size = Buffer.byteLength(text, "utf8");
       if (bytes + size + 1 > maxBytes) {
         more = true; // the page is full: this twin starts the next one
         break;
       }
       items.push(row);
+      texts.push(text);
       bytes += size + 1;
       if (items.length === remaining) {
         lastId = twin.deviceId;
@@ -201,12 +208,26 @@ function* pageSteps(
     lastId = twin.deviceId;
     if ((++examined & PAUSE_EVERY_MASK) === 0) yield;
   }
-  if (!more || lastId === undefined) return { items, itemType };
+  const json = `[${texts.join(",")}]`;
+  if (!more || lastId === undefined) return { items, json, itemType };
   return {
     items,
+    json,
     itemType,
     continuation: encodeToken({ v: 1, h: hash, k: lastId, n: returned + items.length }),
   };
+}
+
+/**
+ * The JSON of one result row, refused when it alone would not fit in a page. A whole twin is bounded by the twin
+ * size limits, so it is serialized at once; a projection can repeat large values any number of times, so its size
+ * is measured (at a cost bounded by the limit) before it is serialized.
+ */
+function rowJson(row: unknown, isTwin: boolean, maxBytes: number): string {
+  if (!isTwin && jsonBytesUpTo(row, maxBytes) + 2 > maxBytes) throw rowTooLarge();
+  const text = JSON.stringify(row) ?? "null";
+  if (text.length + 2 > maxBytes || Buffer.byteLength(text, "utf8") + 2 > maxBytes) throw rowTooLarge();
+  return text;
 }
 
 function pageSizeOf(n: number | undefined): number {

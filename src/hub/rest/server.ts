@@ -149,7 +149,8 @@ export async function createRestApi({
     });
     reply.header(HEADERS.itemType, page.itemType);
     if (page.continuation !== undefined) reply.header(HEADERS.continuation, page.continuation);
-    return page.items;
+    // The page's JSON was made while its size was measured: sent as it is, not serialized again.
+    return reply.type("application/json; charset=utf-8").send(page.json);
   });
 
   await app.ready();

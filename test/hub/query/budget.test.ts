@@ -130,3 +130,21 @@ describe("page size in bytes", () => {
     expect(rows).toBe(1); // all twins share the same tags: one group
   });
 });
+
+describe("page JSON", () => {
+  it("is the items serialized, for row, projection and aggregate pages", async () => {
+    const source = bigSource(30, 1);
+    for (const text of [
+      "SELECT * FROM devices",
+      "SELECT deviceId, tags.t0 AS t FROM devices",
+      "SELECT COUNT() AS n, tags.t0 AS t FROM devices GROUP BY tags.t0",
+    ]) {
+      let continuation: string | undefined;
+      do {
+        const page = await runQueryPageAsync(compileQuery(text), source, { pageSize: 7, continuation });
+        expect(JSON.parse(page.json)).toEqual(page.items);
+        continuation = page.continuation;
+      } while (continuation);
+    }
+  });
+});
