@@ -153,8 +153,7 @@ function* pageSteps(
     const texts: string[] = [];
     let bytes = 2;
     for (let i = offset; i < rows.length && items.length < pageSize; i++) {
-      const text = rowJson(rows[i], false, maxBytes);
-      const size = Buffer.byteLength(text, "utf8");
+      const [text, size] = rowJson(rows[i], false, maxBytes);
       if (bytes + size + 1 > maxBytes) break;
       items.push(rows[i]);
       texts.push(text);
@@ -191,8 +190,7 @@ function* pageSteps(
         break;
       }
       const row = plan.project(twin);
-      const text = rowJson(row, plan.kind === "twins", maxBytes);
-      const size = Buffer.byteLength(text, "utf8");
+      const [text, size] = rowJson(row, plan.kind === "twins", maxBytes);
       if (bytes + size + 1 > maxBytes) {
         more = true; // the page is full: this twin starts the next one
         break;
@@ -223,11 +221,12 @@ function* pageSteps(
  * size limits, so it is serialized at once; a projection can repeat large values any number of times, so its size
  * is measured (at a cost bounded by the limit) before it is serialized.
  */
-function rowJson(row: unknown, isTwin: boolean, maxBytes: number): string {
+function rowJson(row: unknown, isTwin: boolean, maxBytes: number): [text: string, bytes: number] {
   if (!isTwin && jsonBytesUpTo(row, maxBytes) + 2 > maxBytes) throw rowTooLarge();
   const text = JSON.stringify(row) ?? "null";
-  if (text.length + 2 > maxBytes || Buffer.byteLength(text, "utf8") + 2 > maxBytes) throw rowTooLarge();
-  return text;
+  const bytes = Buffer.byteLength(text, "utf8");
+  if (bytes + 2 > maxBytes) throw rowTooLarge();
+  return [text, bytes];
 }
 
 function pageSizeOf(n: number | undefined): number {
