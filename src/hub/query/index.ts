@@ -3,10 +3,11 @@
  * Reference: "IoT Hub query language" and "Queries for IoT Hub device and module twins" (learn.microsoft.com).
  */
 import { createHash } from "node:crypto";
+import { QUERY_ITEM_TYPES } from "../protocol.js";
 import type { TwinSource } from "../twin/types.js";
 import { budgetExceeded, jsonBytesUpTo, QUERY_LIMITS, resetEvalBudget, rowTooLarge } from "./budget.js";
 import { checkQuery } from "./checker.js";
-import { buildPlan, type Plan } from "./compile.js";
+import { buildPlan, guardPrototype, type Plan } from "./compile.js";
 import { QueryError } from "./errors.js";
 import { parseQuery } from "./parser.js";
 
@@ -22,10 +23,13 @@ export const MAX_PAGE_SIZE = 100;
 /** Page size when the client sends no x-ms-max-item-count (or one that is not a positive number). */
 export const DEFAULT_PAGE_SIZE = 100;
 
+/** "twin" for whole twins, "raw" for projections and aggregates (see QUERY_ITEM_TYPES). */
+export type ItemType = typeof QUERY_ITEM_TYPES.twin | typeof QUERY_ITEM_TYPES.raw;
+
 export interface CompiledQuery {
   readonly text: string;
   /** x-ms-item-type of the result pages */
-  readonly itemType: "DeviceTwin" | "JSON";
+  readonly itemType: ItemType;
   /** true for aggregate / GROUP BY queries, whose pages slice one computed result */
   readonly aggregate: boolean;
 }
@@ -34,7 +38,7 @@ export interface QueryPage {
   items: unknown[];
   /** `items` as the JSON text of the response body (made while measuring the page, so it is made once). */
   json: string;
-  itemType: "DeviceTwin" | "JSON";
+  itemType: ItemType;
   /** absent on the last page */
   continuation?: string;
 }
@@ -59,7 +63,7 @@ export function compileQuery(text: string): CompiledQuery {
   }
   const q: CompiledQuery = Object.freeze({
     text,
-    itemType: plan.kind === "twins" ? "DeviceTwin" : "JSON",
+    itemType: plan.kind === "twins" ? QUERY_ITEM_TYPES.twin : QUERY_ITEM_TYPES.raw,
     aggregate: plan.kind === "groups",
   });
   internals.set(q, { plan, hash: createHash("sha256").update(text).digest("base64url").slice(0, 16) });
@@ -126,6 +130,7 @@ function* pageSteps(
   const internal = internals.get(q);
   if (!internal) throw new QueryError("Invalid query: not a query made by compileQuery");
   const { plan, hash } = internal;
+  guardPrototype();
   const pageSize = pageSizeOf(opts.pageSize);
   const token = opts.continuation ? decodeToken(opts.continuation, hash) : undefined;
   const maxBytes = QUERY_LIMITS.pageBytes;
@@ -162,12 +167,12 @@ function* pageSteps(
     const next = offset + items.length;
     const json = `[${texts.join(",")}]`;
     return next < rows.length
-      ? { items, json, itemType: "JSON", continuation: encodeToken({ v: 1, h: hash, o: next }) }
-      : { items, json, itemType: "JSON" };
+      ? { items, json, itemType: QUERY_ITEM_TYPES.raw, continuation: encodeToken({ v: 1, h: hash, o: next }) }
+      : { items, json, itemType: QUERY_ITEM_TYPES.raw };
   }
 
   if (token && token.k === undefined) throw badToken("it does not belong to a row query");
-  const itemType = plan.kind === "twins" ? "DeviceTwin" : "JSON";
+  const itemType: ItemType = plan.kind === "twins" ? QUERY_ITEM_TYPES.twin : QUERY_ITEM_TYPES.raw;
   const returned = token?.n ?? 0;
   const remaining = plan.top === undefined ? Number.POSITIVE_INFINITY : plan.top - returned;
   const limit = Math.min(pageSize, remaining);
