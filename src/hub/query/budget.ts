@@ -2,11 +2,13 @@ import { QueryError } from "./errors.js";
 
 /**
  * What one query may cost. IoT Hub documents the query text limit ("Query expressions can have a maximum length of
- * 8192 characters", parser.ts) and the page size (at most 100 items, index.ts); it is silent on evaluation cost, so
- * the figures below follow the store its query language comes from: Azure Cosmos DB ("Azure Cosmos DB service
- * quotas" > "Per-request limits": maximum response size of a paginated query 4 MB; a query page may hold fewer items
- * than asked for, even none, with a continuation: "This is a maximum. Query can return 0 items in the page",
- * QueryRequestOptions.MaxItemCount). The rest bound this hub's own work so one query never stalls the event loop.
+ * 8192 characters", parser.ts) and the page size (at most 100 items, index.ts); it is silent on response size and
+ * evaluation cost, so the figures below follow Azure Cosmos DB, whose SQL dialect IoT Hub's query language is:
+ * "Each page of query results is capped at 4 MB" and "Every query execution is capped at 5 seconds" (Cosmos DB
+ * blog, "Tips & Tricks for Query Pagination"); a page may hold fewer items than asked for when "the query
+ * execution's response was too large" or "the query execution's time was too long", even none: "it's also possible
+ * that your query may return an empty page of results" ("Pagination in Azure Cosmos DB for NoSQL"). The other limits
+ * bound this hub's own work so one query never stalls the event loop.
  */
 export const QUERY_LIMITS = {
   /** Bytes of one response page (upper bound of its UTF-8 JSON). Rows that do not fit go to the next page. */
