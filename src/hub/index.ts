@@ -6,6 +6,7 @@ import { Authorizer } from "./auth/authorizer.js";
 import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
 import { DelayedTwinSource } from "./consistency/delayed-source.js";
 import { createTlsListener } from "./listener.js";
+import { escapeForLog } from "./log.js";
 import { createMqttFrontend } from "./mqtt/broker.js";
 import { DeviceRegistry } from "./registry.js";
 import { createRestApi } from "./rest/server.js";
@@ -76,9 +77,11 @@ export interface RunningHub {
 }
 
 export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
-  const log = options.quiet
+  const sink = options.quiet
     ? () => {}
     : (options.log ?? ((line: string) => console.log(`[local-hub] ${line}`)));
+  // Every line passes the one escaping function: client-chosen text cannot forge lines (see log.ts).
+  const log = (line: string) => sink(escapeForLog(line));
   const queryDelayMs = options.queryDelayMs ?? 0;
   if (typeof queryDelayMs !== "number" || !Number.isFinite(queryDelayMs) || queryDelayMs < 0)
     throw new Error(`invalid query delay ${queryDelayMs}: use a number of milliseconds, 0 or more`);

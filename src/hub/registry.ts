@@ -315,11 +315,18 @@ export class DeviceRegistry implements TwinSource {
     if (current) this.saveGrouped({ ...current, lastActivityTime: this.now() });
   }
 
-  /** Records whether the device's MQTT session is subscribed to desired-property updates (see DeviceRecord). */
-  setDesiredSubscription(deviceId: string, subscribed: boolean): void {
+  /**
+   * Records a subscription of the device's MQTT session (see DeviceRecord). Group-committed like every other
+   * device-side change: it is called from inside the broker's hooks, where a store failure must not throw.
+   */
+  setSessionSubscription(
+    deviceId: string,
+    which: "desiredSubscribed" | "twinResponsesSubscribed",
+    subscribed: boolean,
+  ): void {
     const current = this.devices.get(deviceId);
-    if (!current || (current.desiredSubscribed ?? false) === subscribed) return;
-    this.save({ ...current, desiredSubscribed: subscribed });
+    if (!current || (current[which] ?? false) === subscribed) return;
+    this.saveGrouped({ ...current, [which]: subscribed });
   }
 
   private ids(): string[] {

@@ -10,7 +10,9 @@ export interface DeviceKeys {
 }
 
 type RefusalCode = (typeof CONNACK)[keyof typeof CONNACK];
-export type DeviceAuthResult = { ok: true } | { ok: false; reason: string; returnCode: RefusalCode };
+export type DeviceAuthResult =
+  /** `expiresAt`: when the token ends (ms since the epoch); the hub closes the connection then. */
+  { ok: true; expiresAt: number } | { ok: false; reason: string; returnCode: RefusalCode };
 
 /** A refused MQTT login: CONNACK 4 for credentials that do not hold, 5 for a login that is not allowed. */
 export const loginRefused = (reason: string, returnCode: RefusalCode): DeviceAuthResult => ({
@@ -102,7 +104,7 @@ export class Authorizer {
     if (!signed)
       return loginRefused("signature does not match the device's keys", CONNACK.badUsernameOrPassword);
     if (device.status !== "enabled") return loginRefused("device is disabled", CONNACK.notAuthorized);
-    return { ok: true };
+    return { ok: true, expiresAt: token.expiry * 1000 };
   }
 
   private checkLifetime(token: ParsedToken): void {

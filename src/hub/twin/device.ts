@@ -33,6 +33,11 @@ export interface DeviceRecord {
    * not subscribe again after reconnecting.
    */
   desiredSubscribed?: boolean;
+  /**
+   * Likewise for twin responses (`$iothub/twin/res/#`): IoT Hub answers twin requests only to a session that
+   * subscribed to them, and the SDKs subscribe once per client, not once per connection.
+   */
+  twinResponsesSubscribed?: boolean;
 }
 
 export interface TwinState {
