@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -10,6 +11,7 @@ import { escapeForLog } from "./log.js";
 import { createMqttFrontend } from "./mqtt/broker.js";
 import { DeviceRegistry } from "./registry.js";
 import { createRestApi } from "./rest/server.js";
+import { removeHolder, writeHolder } from "./store/lock.js";
 import { SqliteStore } from "./store/sqlite.js";
 import { createThrottle, type ThrottleLimits, TIERS, type Tier } from "./throttle/index.js";
 import { ensureCertificates } from "./tls/certs.js";
@@ -101,8 +103,15 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     );
   }
   const names = LOCAL_NAMES.includes(name) ? LOCAL_NAMES : [...LOCAL_NAMES, name];
-  const certs = await ensureCertificates(certDir, names);
+  // The store first: it takes the data folder's lock, before anything in the folder (certificates) is touched.
   const store = new SqliteStore(dataDir, options.durability);
+  let certs: Awaited<ReturnType<typeof ensureCertificates>>;
+  try {
+    certs = await ensureCertificates(certDir, names);
+  } catch (error) {
+    store.close();
+    throw error;
+  }
   const ports: number[] = [];
   const isOurHost = (audience: string) => {
     const m = /^(\[[^\]]*\]|[^:]+|::1)(?::(\d+))?$/.exec(audience.toLowerCase());
@@ -123,13 +132,46 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   });
   if (queryDelayMs > 0) delayed = new DelayedTwinSource(registry, queryDelayMs);
   const throttle = options.throttle ? createThrottle({ limits: options.throttle }) : undefined;
+  // The tutorial device gets the public development key only alongside the public development policies; with
+  // your own policies (--keys-file) it gets generated keys, and a key left public by an earlier run is replaced.
+  const devKeys = policies === DEV_POLICIES;
   if (registry.size === 0) {
-    registry.create(TUTORIAL_DEVICE.deviceId, {
-      authentication: {
-        symmetricKey: { primaryKey: TUTORIAL_DEVICE.primaryKey, secondaryKey: TUTORIAL_DEVICE.secondaryKey },
-      },
-    });
-    log(`registered the tutorial device ${TUTORIAL_DEVICE.deviceId}`);
+    registry.create(
+      TUTORIAL_DEVICE.deviceId,
+      devKeys
+        ? {
+            authentication: {
+              symmetricKey: {
+                primaryKey: TUTORIAL_DEVICE.primaryKey,
+                secondaryKey: TUTORIAL_DEVICE.secondaryKey,
+              },
+            },
+          }
+        : {},
+    );
+    log(`registered the tutorial device ${TUTORIAL_DEVICE.deviceId}${devKeys ? "" : " with generated keys"}`);
+  } else if (!devKeys) {
+    const tutorial = registry.find(TUTORIAL_DEVICE.deviceId);
+    const publicKeys = [TUTORIAL_DEVICE.primaryKey, TUTORIAL_DEVICE.secondaryKey];
+    if (
+      tutorial &&
+      (publicKeys.includes(tutorial.primaryKey) || publicKeys.includes(tutorial.secondaryKey))
+    ) {
+      const fresh = (key: string) => (publicKeys.includes(key) ? randomBytes(32).toString("base64") : key);
+      registry.update(
+        TUTORIAL_DEVICE.deviceId,
+        {
+          authentication: {
+            symmetricKey: {
+              primaryKey: fresh(tutorial.primaryKey),
+              secondaryKey: fresh(tutorial.secondaryKey),
+            },
+          },
+        },
+        "*",
+      );
+      log(`replaced the public development keys of ${TUTORIAL_DEVICE.deviceId} with generated ones`);
+    }
   }
   const authorizer = new Authorizer(policies, isOurHost, (id) => registry.find(id));
   mqtt = await createMqttFrontend({ registry, authorizer, log, throttle });
@@ -142,6 +184,8 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     await rest.close();
     // Device-side changes still waiting for their group commit (the last disconnections) are kept.
     registry.commit();
+    // The note goes before the lock: once the lock is free, the note may already be the next hub's.
+    if (dataDir) removeHolder(dataDir);
     store.close();
     if (!dataDir) rmSync(certDir, { recursive: true, force: true });
   };
@@ -169,6 +213,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   }
 
   const port = ports[0];
+  if (dataDir) writeHolder(dataDir, { pid: process.pid, port });
   const hostName = options.standardPorts ? name : `${name}:${port}`;
   const connectionStringFor = (name: string) => {
     const policy = policies.find((p) => p.name === name);
