@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 import { CommanderError, InvalidArgumentError } from "commander";
 import { runLocalHub } from "../hub/command.js";
+import { parseTier, TIERS, type Tier } from "../hub/throttle/index.js";
 import { exit, newProgram, numberOption } from "./common.js";
+
+/** Upper bound of --query-delay: a day. A longer lag would only hide every write from queries. */
+const MAX_QUERY_DELAY_MS = 86_400_000;
 
 const program = newProgram(
   "local-hub",
@@ -29,6 +33,16 @@ const program = newProgram(
   .option(
     "--keys-file <file>",
     "JSON file with your own shared access policies instead of the development ones",
+  )
+  .option(
+    "--query-delay <ms>",
+    "query results lag writes by this many milliseconds, as IoT Hub's eventually consistent queries can (GET of one twin stays current); default 0",
+    parseDelay,
+  )
+  .option(
+    "--throttle <tier>",
+    `enforce IoT Hub's throttles of one unit of this tier (${TIERS.join(", ")}): twin reads and updates, queries, registry operations, new connections; over quota answers 429 ThrottlingException`,
+    parseThrottle,
   )
   .option("-q, --quiet", "do not log each operation")
   .option("--verbose", "show stack traces on failure")
@@ -66,4 +80,17 @@ if (parsed) {
       process.exit(1);
     },
   );
+}
+
+function parseDelay(value: string): number {
+  const ms = Number(value);
+  if (!/^\d+$/.test(value) || ms > MAX_QUERY_DELAY_MS)
+    throw new InvalidArgumentError(`use a whole number of milliseconds from 0 to ${MAX_QUERY_DELAY_MS}`);
+  return ms;
+}
+
+function parseThrottle(value: string): Tier {
+  const tier = parseTier(value);
+  if (!tier) throw new InvalidArgumentError(`unknown tier; use one of ${TIERS.join(", ")}`);
+  return tier;
 }

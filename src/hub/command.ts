@@ -4,6 +4,7 @@ import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { DEV_POLICIES, type SharedAccessPolicy, validatePolicies } from "./auth/credentials.js";
 import { DEFAULT_DATA_DIR, type RunningHub, startHub } from "./index.js";
+import type { Tier } from "./throttle/index.js";
 
 export interface LocalHubFlags {
   port: number;
@@ -14,6 +15,10 @@ export interface LocalHubFlags {
   keysFile?: string;
   hostName?: string;
   quiet?: boolean;
+  /** Milliseconds query results lag writes (parsed by the CLI). */
+  queryDelay?: number;
+  /** IoT Hub tier whose throttles to enforce (parsed by the CLI). */
+  throttle?: Tier;
 }
 
 /** The `local-hub` command: start, print how to connect, run until Ctrl-C or SIGTERM. */
@@ -29,6 +34,8 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
       policies,
       hostName: flags.hostName,
       quiet: flags.quiet,
+      queryDelayMs: flags.queryDelay,
+      throttle: flags.throttle,
     });
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
@@ -65,6 +72,13 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
   }
   if (policies === DEV_POLICIES)
     out("These are the well-known development keys: fine on your machine, never for anything shared.");
+  // Only with the options on: the tutorial's output stays the same without them.
+  if (flags.queryDelay)
+    out(`queries: results lag writes by ${flags.queryDelay} ms (--query-delay); GET of one twin is current`);
+  if (flags.throttle)
+    out(
+      `throttling: IoT Hub ${flags.throttle} quotas for one unit (--throttle); over quota gets 429 ThrottlingException`,
+    );
   // Handlers go in before the env file appears: whoever waits for that file may signal us at once.
   const shutdown = (signal: string) => {
     out(`\n${signal}: stopping local-hub`);

@@ -6,6 +6,8 @@ import { type ConnectionGate, guardHttpServer } from "./connection-limits.js";
 import type { ProtocolTargets } from "./listener.js";
 import type { MqttFrontend } from "./mqtt/broker.js";
 import type { DeviceRegistry } from "./registry.js";
+import type { RestOptions } from "./rest/server.js";
+import type { Throttle } from "./throttle/index.js";
 
 /** Start loading the front ends this long after the hub is listening, if no connection asked for them first. */
 const PRELOAD_AFTER_MS = 50;
@@ -28,6 +30,8 @@ export function lazyFrontends(deps: {
   authorizer: Authorizer;
   gate: ConnectionGate;
   log: (line: string) => void;
+  throttle?: Throttle;
+  querySource?: RestOptions["querySource"];
 }) {
   let loaded: Loaded | undefined;
   let loading: Promise<Loaded> | undefined;
@@ -37,9 +41,9 @@ export function lazyFrontends(deps: {
         import("./mqtt/broker.js"),
         import("./rest/server.js"),
       ]);
-      const { registry, authorizer, log, gate } = deps;
-      const mqtt = await createMqttFrontend({ registry, authorizer, log });
-      const rest = await createRestApi({ registry, authorizer, log });
+      const { registry, authorizer, log, gate, throttle, querySource } = deps;
+      const mqtt = await createMqttFrontend({ registry, authorizer, log, throttle });
+      const rest = await createRestApi({ registry, authorizer, log, throttle, querySource });
       loaded = { mqtt, rest, unguardHttp: guardHttpServer(rest.server, gate) };
       return loaded;
     })();

@@ -6,12 +6,14 @@ import { join, resolve } from "node:path";
 import { Authorizer } from "./auth/authorizer.js";
 import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
 import { ConnectionGate, type ConnectionLimits, resolveLimits } from "./connection-limits.js";
+import { DelayedTwinSource } from "./consistency/delayed-source.js";
 import { lazyFrontends } from "./frontends.js";
 import { createTlsListener } from "./listener.js";
 import { escapeForLog } from "./log.js";
 import { DeviceRegistry } from "./registry.js";
 import { removeHolder, writeHolder } from "./store/lock.js";
 import { SqliteStore } from "./store/sqlite.js";
+import { createThrottle, type ThrottleLimits, TIERS, type Tier } from "./throttle/index.js";
 import { ensureCertificates } from "./tls/certs.js";
 
 export { DEV_POLICIES, TUTORIAL_DEVICE } from "./auth/credentials.js";
@@ -41,6 +43,16 @@ export interface HubOptions {
   policies?: readonly SharedAccessPolicy[];
   /** "full" also survives power loss (fsync per write); "normal" survives a killed hub. */
   durability?: "normal" | "full";
+  /**
+   * Query results lag writes by this many milliseconds, as IoT Hub's eventually consistent queries can; GET of one
+   * twin stays current. Default 0 (queries see every write at once).
+   */
+  queryDelayMs?: number;
+  /**
+   * Enforce IoT Hub's operation throttles of this tier (one unit), or of explicit limits, answering 429
+   * ThrottlingException over quota. Default: no throttling.
+   */
+  throttle?: Tier | ThrottleLimits;
   /** One line per operation; default stdout. */
   log?: (line: string) => void;
   quiet?: boolean;
@@ -74,6 +86,13 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     : (options.log ?? ((line: string) => console.log(`[local-hub] ${line}`)));
   // Every line passes the one escaping function: client-chosen text cannot forge lines (see log.ts).
   const log = (line: string) => sink(escapeForLog(line));
+  const queryDelayMs = options.queryDelayMs ?? 0;
+  if (typeof queryDelayMs !== "number" || !Number.isFinite(queryDelayMs) || queryDelayMs < 0)
+    throw new Error(`invalid query delay ${queryDelayMs}: use a number of milliseconds, 0 or more`);
+  if (typeof options.throttle === "string" && !TIERS.includes(options.throttle))
+    throw new Error(
+      `unknown throttle tier ${JSON.stringify(options.throttle)}: use one of ${TIERS.join(", ")}`,
+    );
   const policies = options.policies ?? DEV_POLICIES;
   const gate = new ConnectionGate(resolveLimits(options.limits), log);
   const dataDir = options.inMemory ? undefined : resolve(options.dataDir ?? DEFAULT_DATA_DIR);
@@ -108,10 +127,14 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
 
   // Hooks are wired after both sides exist: the registry tells MQTT about desired changes and revocations.
   let frontends: ReturnType<typeof lazyFrontends> | undefined;
+  let delayed: DelayedTwinSource | undefined;
   const registry = new DeviceRegistry(store, {
     desiredChanged: (id, patch, version) => frontends?.mqtt?.pushDesired(id, patch, version),
     deviceRevoked: (id) => frontends?.mqtt?.disconnect(id),
+    recordChanged: (id, before) => delayed?.recordChanged(id, before),
   });
+  if (queryDelayMs > 0) delayed = new DelayedTwinSource(registry, queryDelayMs);
+  const throttle = options.throttle ? createThrottle({ limits: options.throttle }) : undefined;
   // The tutorial device gets the public development key only alongside the public development policies; with
   // your own policies (--keys-file) it gets generated keys, and a key left public by an earlier run is replaced.
   const devKeys = policies === DEV_POLICIES;
@@ -155,7 +178,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   }
   const authorizer = new Authorizer(policies, isOurHost, (id) => registry.find(id));
   // MQTT (aedes) and HTTPS (fastify) load once the port is bound: see frontends.ts.
-  frontends = lazyFrontends({ registry, authorizer, gate, log });
+  frontends = lazyFrontends({ registry, authorizer, gate, log, throttle, querySource: delayed });
   const { targets } = frontends;
 
   const listeners: Array<ReturnType<typeof createTlsListener>> = [];
