@@ -1,15 +1,27 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError } from "commander";
+import { CommanderError, InvalidArgumentError } from "commander";
 import { runLocalHub } from "../hub/command.js";
+import { parseTier, TIERS, type Tier } from "../hub/throttle/index.js";
+import { DEFAULT_HUB_DATA_DIR, DEFAULT_HUB_PORT } from "../shared/rules.js";
+import { exit, newProgram, numberOption } from "./common.js";
 
-const program = new Command("local-hub")
-  .description(
-    "A local Azure IoT Hub for the device twins tutorial: HTTPS REST and MQTT over TLS on one port",
+/** Upper bound of --query-delay: a day. A longer lag would only hide every write from queries. */
+const MAX_QUERY_DELAY_MS = 86_400_000;
+
+const program = newProgram(
+  "local-hub",
+  "A local Azure IoT Hub for the device twins tutorial: HTTPS REST and MQTT over TLS on one port.",
+)
+  .addOption(
+    numberOption(
+      "-p, --port <port>",
+      "TLS port for both protocols, 0 to 65535 (0 picks a free one)",
+      String(DEFAULT_HUB_PORT),
+    ).argParser(parsePort),
   )
-  .option("-p, --port <port>", "TLS port for both protocols (0 picks a free one)", parsePort, 18883)
   .option(
     "--amqp-port <port>",
-    "TLS port of the AMQP endpoint (Event Hubs-compatible endpoint); default --port + 1",
+    "TLS port of the AMQP endpoint (the Event Hubs-compatible endpoint); default --port + 1",
     parsePort,
   )
   .option(
@@ -28,34 +40,94 @@ const program = new Command("local-hub")
   )
   .option(
     "--consumer-group <name>",
-    "a consumer group besides $Default (repeat for more)",
+    "a consumer group of the Event Hubs-compatible endpoint besides $Default (repeat for more)",
     (value: string, previous: string[] = []) => [...previous, parseGroup(value)],
   )
-  .option("-d, --data-dir <dir>", "where twins and certificates are kept", ".local-hub")
+  .option(
+    "-d, --data-dir <dir>",
+    "where twins and certificates are kept (one hub per folder)",
+    DEFAULT_HUB_DATA_DIR,
+  )
   .option("--in-memory", "keep nothing on disk (twins are lost on stop)")
-  .option("--write-env <file>", "once listening, write a dotenv file for this hub and the tutorial device")
+  .option(
+    "--host-name <name>",
+    "host name in connection strings and the certificate; must resolve to this machine",
+    "localhost",
+  )
+  .option(
+    "--write-env <file>",
+    "once listening, write a dotenv file for this hub and the tutorial device (mode 0600)",
+  )
   .option(
     "--keys-file <file>",
     "JSON file with your own shared access policies instead of the development ones",
   )
+  .option(
+    "--query-delay <ms>",
+    "query results lag writes by this many milliseconds, as IoT Hub's eventually consistent queries can (GET of one twin stays current); default 0",
+    parseDelay,
+  )
+  .option(
+    "--throttle <tier>",
+    `enforce IoT Hub's throttles of one unit of this tier (${TIERS.join(", ")}): twin reads and updates, queries, registry operations, new connections; over quota answers 429 ThrottlingException`,
+    parseThrottle,
+  )
   .option("-q, --quiet", "do not log each operation")
   .option("--verbose", "show stack traces on failure")
-  .version("0.1.0")
-  .showHelpAfterError("(run local-hub --help for usage)");
+  .addHelpText(
+    "after",
+    `
+Settings: only these flags (no environment variables, no .env file).
+The tools find this hub through .env: IOTHUB_CA_FILE must name the 'trust:' file this hub prints.
+Exit codes: 0 stopped with Ctrl-C or SIGTERM, 1 cannot start (port or data folder in use, bad keys file), 2 usage error.
+(Through npx, the shell shows 130 after Ctrl-C: npx reports the interrupt it received too.)`,
+  );
 
-program.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
-program.parse();
+let parsed = false;
+try {
+  program.parse();
+  parsed = true;
+} catch (error) {
+  // commander has printed the usage error (or the help, or the version).
+  if (!(error instanceof CommanderError)) throw error;
+  exit(error.exitCode === 0 ? 0 : 2);
+}
 
-runLocalHub(program.opts()).catch((error: unknown) => {
-  const verbose = program.opts().verbose === true;
-  console.error(`local-hub: ${error instanceof Error ? error.message : String(error)}`);
-  if (verbose && error instanceof Error && error.stack) console.error(error.stack);
-  process.exit(1);
-});
+function parsePort(value: string): string {
+  if (!/^\d+$/.test(value) || Number(value) > 65535)
+    throw new InvalidArgumentError("use a whole number from 0 to 65535");
+  return value;
+}
+
+if (parsed) {
+  const opts = program.opts();
+  runLocalHub({
+    ...opts,
+    port: Number(opts.port),
+    amqpPort: opts.amqpPort === undefined ? undefined : Number(opts.amqpPort),
+  } as Parameters<typeof runLocalHub>[0]).catch((error: unknown) => {
+    console.error(`local-hub: ${error instanceof Error ? error.message : String(error)}`);
+    if (opts.verbose === true && error instanceof Error && error.stack) console.error(error.stack);
+    process.exit(1);
+  });
+}
+
+function parseDelay(value: string): number {
+  const ms = Number(value);
+  if (!/^\d+$/.test(value) || ms > MAX_QUERY_DELAY_MS)
+    throw new InvalidArgumentError(`use a whole number of milliseconds from 0 to ${MAX_QUERY_DELAY_MS}`);
+  return ms;
+}
+
+function parseThrottle(value: string): Tier {
+  const tier = parseTier(value);
+  if (!tier) throw new InvalidArgumentError(`unknown tier; use one of ${TIERS.join(", ")}`);
+  return tier;
+}
 
 function parseHours(value: string): number {
   const hours = Number(value);
-  // IoT Hub keeps device-to-cloud messages 1 to 7 days (Standard tier); locally any span from a minute is allowed.
+  // IoT Hub keeps device-to-cloud messages 1 to 7 days; locally any span above 0 up to 90 days is allowed.
   if (!/^\d+(\.\d+)?$/.test(value) || hours <= 0 || hours > 24 * 90)
     throw new InvalidArgumentError("use a number of hours above 0 and at most 2160 (90 days)");
   return hours;
@@ -75,11 +147,4 @@ function parseGroup(value: string): string {
       "use 1 to 50 letters, digits, periods, hyphens or underscores, starting with a letter or digit",
     );
   return value;
-}
-
-function parsePort(value: string): number {
-  const port = Number(value);
-  if (!/^\d+$/.test(value) || port > 65535)
-    throw new InvalidArgumentError("use a whole number from 0 to 65535");
-  return port;
 }

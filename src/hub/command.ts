@@ -1,8 +1,10 @@
-import { readFileSync } from "node:fs";
-import { chmod, rename, writeFile } from "node:fs/promises";
-import { relative, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import { constants, readFileSync } from "node:fs";
+import { open, rename, rm } from "node:fs/promises";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { DEV_POLICIES, type SharedAccessPolicy, validatePolicies } from "./auth/credentials.js";
 import { DEFAULT_DATA_DIR, type RunningHub, startHub } from "./index.js";
+import type { Tier } from "./throttle/index.js";
 
 export interface LocalHubFlags {
   port: number;
@@ -18,6 +20,10 @@ export interface LocalHubFlags {
   keysFile?: string;
   hostName?: string;
   quiet?: boolean;
+  /** Milliseconds query results lag writes (parsed by the CLI). */
+  queryDelay?: number;
+  /** IoT Hub tier whose throttles to enforce (parsed by the CLI). */
+  throttle?: Tier;
 }
 
 /** The `local-hub` command: start, print how to connect, run until Ctrl-C or SIGTERM. */
@@ -37,12 +43,16 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
       policies,
       hostName: flags.hostName,
       quiet: flags.quiet,
+      queryDelayMs: flags.queryDelay,
+      throttle: flags.throttle,
     });
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
     if (e.code === "EADDRINUSE")
       throw new Error(
-        `port ${flags.standardPorts ? "443, 8883 or 5671" : `${flags.port} or ${flags.amqpPort ?? flags.port + 1} (AMQP)`} is already in use: stop what uses it, or pick others with --port and --amqp-port (0 picks a free one)`,
+        `port ${flags.standardPorts ? "443, 8883 or 5671" : `${flags.port} or ${flags.amqpPort ?? flags.port + 1} (AMQP)`} is already in use: if it is another local-hub, ` +
+          "use it (its terminal shows its connection strings) or stop it; otherwise stop what uses the port, or " +
+          "pick others with --port and --amqp-port (0 picks a free one)",
       );
     if (e.code === "EACCES")
       throw new Error(
@@ -60,24 +70,29 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
     `local-hub listening on ${hub.hostName} (HTTPS REST and MQTT over TLS${flags.standardPorts ? " on ports 443 and 8883" : ""})`,
   );
   out(
-    `  AMQP:   ${hub.hostName.split(":")[0]}:${hub.amqpPort} (AMQP over TLS: the Event Hubs-compatible endpoint)`,
+    `amqp:   ${hub.hostName.split(":")[0]}:${hub.amqpPort}   (AMQP over TLS: the Event Hubs-compatible endpoint)`,
   );
-  out(`  data:   ${hub.dataDir ?? "in memory (nothing is kept after stop)"}`);
-  out(`  trust:  ${hub.caFile}   (set IOTHUB_CA_FILE to this file)`);
-  out(`  service connection string (iothubowner):`);
-  out(`    ${shown(hub.serviceConnectionString)}`);
-  out(`  device connection string (myDeviceId):`);
+  out(`data:   ${hub.dataDir ?? "in memory (nothing is kept after stop)"}`);
+  out(`trust:  ${hub.caFile}   (set IOTHUB_CA_FILE to this file)`);
+  out(`service connection string (iothubowner):`);
+  out(`  ${shown(hub.serviceConnectionString)}`);
+  out(`device connection string (myDeviceId):`);
   try {
-    out(`    ${shown(hub.deviceConnectionString())}`);
+    out(`  ${shown(hub.deviceConnectionString())}`);
   } catch {
-    out("    (myDeviceId is not registered in this hub)");
+    out("  (myDeviceId is not registered in this hub)");
   }
-  out(
-    `  Event Hubs-compatible endpoint (device-to-cloud messages, read with any Event Hubs client or monitor-events):`,
-  );
-  out(`    ${shown(hub.eventHubConnectionString)}`);
+  out("event hubs-compatible endpoint (device-to-cloud messages; read them with monitor-events):");
+  out(`  ${shown(hub.eventHubConnectionString)}`);
   if (policies === DEV_POLICIES)
-    out("  These are the well-known development keys: fine on your machine, never for anything shared.");
+    out("These are the well-known development keys: fine on your machine, never for anything shared.");
+  // Only with the options on: the tutorial's output stays the same without them.
+  if (flags.queryDelay)
+    out(`queries: results lag writes by ${flags.queryDelay} ms (--query-delay); GET of one twin is current`);
+  if (flags.throttle)
+    out(
+      `throttling: IoT Hub ${flags.throttle} quotas for one unit (--throttle); over quota gets 429 ThrottlingException`,
+    );
   // Handlers go in before the env file appears: whoever waits for that file may signal us at once.
   const shutdown = (signal: string) => {
     out(`\n${signal}: stopping local-hub`);
@@ -90,16 +105,37 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
   process.once("SIGTERM", () => shutdown("SIGTERM"));
   if (flags.writeEnv) {
     const file = resolve(flags.writeEnv);
-    // Written whole, then renamed into place, so a reader never sees half a file.
-    const partial = `${file}.${process.pid}.tmp`;
-    await writeFile(partial, hub.envFile(), { mode: 0o600 });
-    await chmod(partial, 0o600);
-    await rename(partial, file);
-    out(`  wrote ${relative(process.cwd(), file) || file}`);
+    await writeSecretFile(file, hub.envFile());
+    out(`wrote ${relative(process.cwd(), file) || file}`);
   }
   out("Press Ctrl-C to stop.");
 
   return hub;
+}
+
+/**
+ * Writes a file holding keys: to a new temporary file with an unpredictable name, created exclusively (O_EXCL:
+ * never an existing file, never through a symlink) and owner-only, then renamed into place. rename(2) replaces
+ * whatever is at the destination, a symlink included, without following it; a reader never sees half a file.
+ */
+async function writeSecretFile(file: string, text: string): Promise<void> {
+  const partial = join(dirname(file), `.${basename(file)}.${randomBytes(8).toString("hex")}.tmp`);
+  const handle = await open(partial, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  let written = false;
+  try {
+    await handle.writeFile(text);
+    await handle.chmod(0o600);
+    written = true;
+  } finally {
+    await handle.close();
+    if (!written) await rm(partial, { force: true });
+  }
+  try {
+    await rename(partial, file);
+  } catch (error) {
+    await rm(partial, { force: true });
+    throw error;
+  }
 }
 
 function readKeysFile(file: string): SharedAccessPolicy[] {

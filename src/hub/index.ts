@@ -1,28 +1,32 @@
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { DEFAULT_HUB_DATA_DIR, DEFAULT_HUB_PORT } from "../shared/rules.js";
 import { serveCbs } from "./amqp/cbs.js";
-import { createAmqpListener } from "./amqp/listener.js";
 import { type AmqpServer, createAmqpServer } from "./amqp/server.js";
 import { Authorizer } from "./auth/authorizer.js";
 import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
+import { ConnectionGate, type ConnectionLimits, resolveLimits } from "./connection-limits.js";
+import { DelayedTwinSource } from "./consistency/delayed-source.js";
 import { serveEvents } from "./events/endpoint.js";
 import { DEFAULT_PARTITIONS } from "./events/message.js";
 import { DEFAULT_RETENTION_HOURS, EventStore } from "./events/store.js";
+import { lazyFrontends } from "./frontends.js";
 import { createTlsListener } from "./listener.js";
 import { escapeForLog } from "./log.js";
-import { createMqttFrontend } from "./mqtt/broker.js";
 import { AMQP } from "./protocol.js";
 import { DeviceRegistry } from "./registry.js";
-import { createRestApi } from "./rest/server.js";
+import { removeHolder, writeHolder } from "./store/lock.js";
 import { SqliteStore } from "./store/sqlite.js";
+import { createThrottle, type ThrottleLimits, TIERS, type Tier } from "./throttle/index.js";
 import { ensureCertificates } from "./tls/certs.js";
 
 export { DEV_POLICIES, TUTORIAL_DEVICE } from "./auth/credentials.js";
 
-export const DEFAULT_PORT = 18883;
-export const DEFAULT_DATA_DIR = ".local-hub";
+export const DEFAULT_PORT = DEFAULT_HUB_PORT;
+export const DEFAULT_DATA_DIR = DEFAULT_HUB_DATA_DIR;
 /** IoT Hub's own ports: HTTPS and MQTT over TLS. */
 export const STANDARD_PORTS = [443, 8883] as const;
 /** Names the hub's certificate covers and its tokens may be addressed to. */
@@ -57,9 +61,21 @@ export interface HubOptions {
   policies?: readonly SharedAccessPolicy[];
   /** "full" also survives power loss (fsync per write); "normal" survives a killed hub. */
   durability?: "normal" | "full";
+  /**
+   * Query results lag writes by this many milliseconds, as IoT Hub's eventually consistent queries can; GET of one
+   * twin stays current. Default 0 (queries see every write at once).
+   */
+  queryDelayMs?: number;
+  /**
+   * Enforce IoT Hub's operation throttles of this tier (one unit), or of explicit limits, answering 429
+   * ThrottlingException over quota. Default: no throttling.
+   */
+  throttle?: Tier | ThrottleLimits;
   /** One line per operation; default stdout. */
   log?: (line: string) => void;
   quiet?: boolean;
+  /** Connection caps and timeouts (see connection-limits.ts for the defaults and why). */
+  limits?: Partial<ConnectionLimits>;
 }
 
 export type PolicyName = "iothubowner" | "service" | "registryRead" | "registryReadWrite" | "device";
@@ -96,7 +112,15 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     : (options.log ?? ((line: string) => console.log(`[local-hub] ${line}`)));
   // Every line passes the one escaping function: client-chosen text cannot forge lines (see log.ts).
   const log = (line: string) => sink(escapeForLog(line));
+  const queryDelayMs = options.queryDelayMs ?? 0;
+  if (typeof queryDelayMs !== "number" || !Number.isFinite(queryDelayMs) || queryDelayMs < 0)
+    throw new Error(`invalid query delay ${queryDelayMs}: use a number of milliseconds, 0 or more`);
+  if (typeof options.throttle === "string" && !TIERS.includes(options.throttle))
+    throw new Error(
+      `unknown throttle tier ${JSON.stringify(options.throttle)}: use one of ${TIERS.join(", ")}`,
+    );
   const policies = options.policies ?? DEV_POLICIES;
+  const gate = new ConnectionGate(resolveLimits(options.limits), log);
   const dataDir = options.inMemory ? undefined : resolve(options.dataDir ?? DEFAULT_DATA_DIR);
   const certDir = dataDir ?? mkdtempSync(join(tmpdir(), "local-hub-"));
   mkdirSync(certDir, { recursive: true, mode: 0o700 });
@@ -108,8 +132,15 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     );
   }
   const names = LOCAL_NAMES.includes(name) ? LOCAL_NAMES : [...LOCAL_NAMES, name];
-  const certs = await ensureCertificates(certDir, names);
+  // The store first: it takes the data folder's lock, before anything in the folder (certificates) is touched.
   const store = new SqliteStore(dataDir, options.durability);
+  let certs: Awaited<ReturnType<typeof ensureCertificates>>;
+  try {
+    certs = await ensureCertificates(certDir, names);
+  } catch (error) {
+    store.close();
+    throw error;
+  }
   const ports: number[] = [];
   const amqpPorts: number[] = [];
   const isOurHost = (audience: string) => {
@@ -122,28 +153,75 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   };
 
   // Hooks are wired after both sides exist: the registry tells MQTT about desired changes and revocations.
-  let mqtt: Awaited<ReturnType<typeof createMqttFrontend>> | undefined;
+  let frontends: ReturnType<typeof lazyFrontends> | undefined;
+  let delayed: DelayedTwinSource | undefined;
   const registry = new DeviceRegistry(store, {
-    desiredChanged: (id, patch, version) => mqtt?.pushDesired(id, patch, version),
-    deviceRevoked: (id) => mqtt?.disconnect(id),
+    desiredChanged: (id, patch, version) => frontends?.mqtt?.pushDesired(id, patch, version),
+    deviceRevoked: (id) => frontends?.mqtt?.disconnect(id),
+    recordChanged: (id, before) => delayed?.recordChanged(id, before),
   });
+  if (queryDelayMs > 0) delayed = new DelayedTwinSource(registry, queryDelayMs);
+  const throttle = options.throttle ? createThrottle({ limits: options.throttle }) : undefined;
+  // The tutorial device gets the public development key only alongside the public development policies; with
+  // your own policies (--keys-file) it gets generated keys, and a key left public by an earlier run is replaced.
+  const devKeys = policies === DEV_POLICIES;
   if (registry.size === 0) {
-    registry.create(TUTORIAL_DEVICE.deviceId, {
-      authentication: {
-        symmetricKey: { primaryKey: TUTORIAL_DEVICE.primaryKey, secondaryKey: TUTORIAL_DEVICE.secondaryKey },
-      },
-    });
-    log(`registered the tutorial device ${TUTORIAL_DEVICE.deviceId}`);
+    registry.create(
+      TUTORIAL_DEVICE.deviceId,
+      devKeys
+        ? {
+            authentication: {
+              symmetricKey: {
+                primaryKey: TUTORIAL_DEVICE.primaryKey,
+                secondaryKey: TUTORIAL_DEVICE.secondaryKey,
+              },
+            },
+          }
+        : {},
+    );
+    log(`registered the tutorial device ${TUTORIAL_DEVICE.deviceId}${devKeys ? "" : " with generated keys"}`);
+  } else if (!devKeys) {
+    const tutorial = registry.find(TUTORIAL_DEVICE.deviceId);
+    const publicKeys = [TUTORIAL_DEVICE.primaryKey, TUTORIAL_DEVICE.secondaryKey];
+    if (
+      tutorial &&
+      (publicKeys.includes(tutorial.primaryKey) || publicKeys.includes(tutorial.secondaryKey))
+    ) {
+      const fresh = (key: string) => (publicKeys.includes(key) ? randomBytes(32).toString("base64") : key);
+      registry.update(
+        TUTORIAL_DEVICE.deviceId,
+        {
+          authentication: {
+            symmetricKey: {
+              primaryKey: fresh(tutorial.primaryKey),
+              secondaryKey: fresh(tutorial.secondaryKey),
+            },
+          },
+        },
+        "*",
+      );
+      log(`replaced the public development keys of ${TUTORIAL_DEVICE.deviceId} with generated ones`);
+    }
   }
   const authorizer = new Authorizer(policies, isOurHost, (id) => registry.find(id));
+  // MQTT (aedes) and HTTPS (fastify) load once the port is bound: see frontends.ts.
   const events = new EventStore(store.database, {
     partitions: options.partitions ?? DEFAULT_PARTITIONS,
     retentionHours: options.retentionHours ?? DEFAULT_RETENTION_HOURS,
     generationIdOf: (id) => registry.find(id)?.generationId ?? "",
   });
-  mqtt = await createMqttFrontend({ registry, authorizer, log, onTelemetry: (m) => events.append(m) });
-  const rest = await createRestApi({ registry, authorizer, log });
-  const amqp = createAmqpServer({ authorizer, log, containerId: name });
+  frontends = lazyFrontends({
+    registry,
+    authorizer,
+    gate,
+    log,
+    throttle,
+    querySource: delayed,
+    onTelemetry: (m) => events.append(m),
+  });
+  const { targets } = frontends;
+  // AMQP (rhea loads on the first AMQP connection, like the other front ends): $cbs and the built-in endpoint.
+  const amqp = createAmqpServer({ authorizer, log, containerId: name, opened: (s) => gate.activate(s) });
   serveCbs(amqp, authorizer, log);
   // The Event Hubs-compatible name: IoT Hub derives it from the hub's name, here the host name's first label.
   const eventHubName = name.split(".")[0];
@@ -156,16 +234,18 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     createdAt: new Date(),
     log,
   });
+  const amqpTargets = { amqp: (socket: import("node:stream").Duplex) => amqp.handle(socket) };
 
   const listeners: Array<ReturnType<typeof createTlsListener>> = [];
   const close = async () => {
     await Promise.all(listeners.map((l) => l.close()));
     amqp.close();
-    await mqtt?.close();
-    await rest.close();
+    await frontends?.close();
     // Device-side changes still waiting for their group commit (the last disconnections) are kept.
     registry.commit();
     events.close();
+    // The note goes before the lock: once the lock is free, the note may already be the next hub's.
+    if (dataDir) removeHolder(dataDir);
     store.close();
     if (!dataDir) rmSync(certDir, { recursive: true, force: true });
   };
@@ -174,12 +254,12 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     const wanted = options.standardPorts ? [...STANDARD_PORTS] : [options.port ?? DEFAULT_PORT];
     for (const port of wanted) {
       // Loopback only: the development keys are public, so the hub must not be reachable from the network.
-      const v4 = createTlsListener(certs, { http: rest.server, mqtt: (s) => mqtt?.handle(s) }, log);
+      const v4 = createTlsListener(certs, targets, gate, log);
       listeners.push(v4);
       const bound = await listen(v4.server, port, "127.0.0.1");
       ports.push(bound);
       // Also on ::1 where the machine has it, since "localhost" may resolve there first.
-      const v6 = createTlsListener(certs, { http: rest.server, mqtt: (s) => mqtt?.handle(s) }, log);
+      const v6 = createTlsListener(certs, targets, gate, log);
       try {
         await listen(v6.server, bound, "::1");
         listeners.push(v6);
@@ -187,15 +267,15 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
         // No IPv6 loopback here; IPv4 is enough.
       }
     }
-    // The AMQP port, on the same loopback addresses.
+    // The AMQP port, on the same loopback addresses and behind the same gate.
     const wantedAmqp = options.standardPorts
       ? AMQP.standardPort
-      : (options.amqpPort ?? (ports[0] === 0 || options.port === 0 ? 0 : ports[0] + 1));
-    const amqp4 = createAmqpListener(certs, (s) => amqp.handle(s), log);
+      : (options.amqpPort ?? (options.port === 0 ? 0 : ports[0] + 1));
+    const amqp4 = createTlsListener(certs, amqpTargets, gate, log);
     listeners.push(amqp4);
     const amqpBound = await listen(amqp4.server, wantedAmqp, "127.0.0.1");
     amqpPorts.push(amqpBound);
-    const amqp6 = createAmqpListener(certs, (s) => amqp.handle(s), log);
+    const amqp6 = createTlsListener(certs, amqpTargets, gate, log);
     try {
       await listen(amqp6.server, amqpBound, "::1");
       listeners.push(amqp6);
@@ -208,6 +288,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   }
 
   const port = ports[0];
+  if (dataDir) writeHolder(dataDir, { pid: process.pid, port });
   const hostName = options.standardPorts ? name : `${name}:${port}`;
   const connectionStringFor = (name: string) => {
     const policy = policies.find((p) => p.name === name);
@@ -256,7 +337,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
         "",
       ].join("\n"),
     get connectedDevices() {
-      return mqtt?.connectedCount ?? 0;
+      return frontends?.mqtt?.connectedCount ?? 0;
     },
     stop: () => {
       stopped ??= close();

@@ -1,12 +1,26 @@
 import type { Duplex } from "node:stream";
-import rhea, { type Connection, type EventContext, type Receiver, type Sender } from "rhea";
+import type { Connection, ConnectionEvents, ConnectionOptions, EventContext, Receiver, Sender } from "rhea";
 import type { Authorizer, Claim } from "../auth/authorizer.js";
 import type { Permission } from "../auth/credentials.js";
 import { AMQP } from "../protocol.js";
 import { guardFrames, MAX_AMQP_FRAME_BYTES } from "./frame-guard.js";
 
-/** A connection must send its AMQP open within this long after the TLS handshake, like the listener's. */
-const OPEN_TIMEOUT_MS = 10_000;
+type Rhea = typeof import("rhea");
+/** rhea once loaded (about 90 ms of module loading, so only when the first AMQP connection comes). */
+let rheaModule: Rhea | undefined;
+let rheaLoading: Promise<Rhea> | undefined;
+const loadRhea = () => {
+  rheaLoading ??= import("rhea").then((m) => {
+    rheaModule = ((m as { default?: Rhea }).default ?? m) as Rhea;
+    return rheaModule;
+  });
+  return rheaLoading;
+};
+/** rhea's encoders for message builders; only called while connections exist, so once rhea is loaded. */
+export function rhea(): Rhea {
+  if (!rheaModule) throw new Error("rhea is not loaded yet");
+  return rheaModule;
+}
 /**
  * The idle timeout the hub advertises in its open (AMQP 1.0, 2.4.5): a client that sends nothing, not even
  * an empty frame, for twice this long is dropped. 240 s is Service Bus and Event Hubs' own.
@@ -82,6 +96,11 @@ export function createAmqpServer(opts: {
   log: (line: string) => void;
   /** The hub's container id in its open frame. */
   containerId: string;
+  /**
+   * The client's AMQP open arrived: the connection proved it speaks AMQP (the listener's gate then stops its
+   * pending-connection deadline, as a CONNACK does for MQTT).
+   */
+  opened?: (stream: Duplex) => void;
 }): AmqpServer {
   const { authorizer, log } = opts;
   const routes: Array<{ pattern: RegExp; handlers: AmqpRoute }> = [];
@@ -98,6 +117,18 @@ export function createAmqpServer(opts: {
   };
 
   function handle(stream: Duplex): void {
+    if (rheaModule) return serve(rheaModule, stream);
+    // Bytes that arrive meanwhile wait in the stream's buffer.
+    loadRhea().then(
+      (r) => (stream.destroyed ? undefined : serve(r, stream)),
+      (error: unknown) => {
+        log(`AMQP could not load rhea: ${(error as Error)?.message}`);
+        stream.destroy();
+      },
+    );
+  }
+
+  function serve(rhea: Rhea, stream: Duplex): void {
     const id = `amqp-${nextId++}`;
     const claims = new Map<string, Claim>();
     const peer: AmqpPeer = {
@@ -146,15 +177,10 @@ export function createAmqpServer(opts: {
       max_frame_size: MAX_AMQP_FRAME_BYTES,
       handle_max: MAX_LINKS - 1,
       channel_max: 99,
-    } as unknown as rhea.ConnectionOptions);
+    } as unknown as ConnectionOptions);
     (peer as { connection: Connection }).connection = connection;
 
-    const openTimer = setTimeout(() => {
-      log(`AMQP ${id} dropped: no AMQP open within ${OPEN_TIMEOUT_MS / 1000} s`);
-      stream.destroy();
-    }, OPEN_TIMEOUT_MS);
     stream.once("close", () => {
-      clearTimeout(openTimer);
       connections.delete(connection);
     });
     stream.on("error", () => stream.destroy());
@@ -169,7 +195,7 @@ export function createAmqpServer(opts: {
       }
     };
     connection.on("connection_open", () => {
-      clearTimeout(openTimer);
+      opts.opened?.(stream);
       log(`AMQP ${id} connected`);
     });
     connection.on(
@@ -197,7 +223,7 @@ export function createAmqpServer(opts: {
     // Unheard, these would print to the console or end the process (rhea emits "error" on its container).
     const quiet = () => {};
     for (const event of ["sender_error", "receiver_error", "session_error", "sender_close", "receiver_close"])
-      connection.on(event as rhea.ConnectionEvents, quiet);
+      connection.on(event as ConnectionEvents, quiet);
     connection.on("protocol_error", (ctx: EventContext) => {
       log(`AMQP ${id} dropped: protocol error ${(ctx as unknown as Error)?.message ?? ""}`.trim());
       stream.destroy();

@@ -1,6 +1,6 @@
-import rhea, { type Message, type Sender } from "rhea";
+import type { Message, Sender } from "rhea";
 import { serveRequests } from "../amqp/request-response.js";
-import { type AmqpServer, refuse } from "../amqp/server.js";
+import { type AmqpServer, refuse, rhea } from "../amqp/server.js";
 import type { Authorizer } from "../auth/authorizer.js";
 import { AMQP } from "../protocol.js";
 import { parseSelector, selectorText } from "./selector.js";
@@ -205,8 +205,8 @@ export function serveEvents(opts: {
           name: entity,
           type: AMQP.partitionType,
           partition: id,
-          begin_sequence_number: rhea.types.wrap_long(info.beginSequence),
-          last_enqueued_sequence_number: rhea.types.wrap_long(info.lastSequence),
+          begin_sequence_number: rhea().types.wrap_long(info.beginSequence),
+          last_enqueued_sequence_number: rhea().types.wrap_long(info.lastSequence),
           last_enqueued_offset: String(info.lastOffset),
           last_enqueued_time_utc: new Date(info.lastEnqueued),
           is_partition_empty: info.empty,
@@ -247,14 +247,14 @@ function toAmqp(event: StoredEvent, info: ReturnType<EventStore["info"]> | undef
   const annotations: Record<string, unknown> = {
     ...a,
     "iothub-enqueuedtime": new Date(event.enqueued),
-    [AMQP.annotations.sequenceNumber]: rhea.types.wrap_long(event.sequence),
+    [AMQP.annotations.sequenceNumber]: rhea().types.wrap_long(event.sequence),
     [AMQP.annotations.offset]: String(event.offset),
     [AMQP.annotations.enqueuedTime]: new Date(event.enqueued),
   };
   const message: Message = {
     message_annotations: annotations,
     application_properties: ap,
-    body: rhea.message.data_section(event.body),
+    body: rhea().message.data_section(event.body),
   };
   if (p.message_id !== undefined) message.message_id = p.message_id;
   if (p.correlation_id !== undefined) message.correlation_id = p.correlation_id;
@@ -266,7 +266,7 @@ function toAmqp(event: StoredEvent, info: ReturnType<EventStore["info"]> | undef
   if (info) {
     // With the receiver runtime metric capability: the partition's last event, per delivery.
     message.delivery_annotations = {
-      last_enqueued_sequence_number: rhea.types.wrap_long(info.lastSequence),
+      last_enqueued_sequence_number: rhea().types.wrap_long(info.lastSequence),
       last_enqueued_offset: String(info.lastOffset),
       last_enqueued_time_utc: new Date(info.lastEnqueued),
       runtime_info_retrieval_time_utc: new Date(),

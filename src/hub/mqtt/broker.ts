@@ -4,6 +4,8 @@ import { type Authorizer, loginRefused } from "../auth/authorizer.js";
 import { perKeyLimit } from "../log.js";
 import { CONNACK, TOPICS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry.js";
+import { connectRefusal } from "../throttle/hooks.js";
+import type { Throttle } from "../throttle/index.js";
 import { holdUntilConnack } from "./connect-gate.js";
 import { createDownstream } from "./downstream.js";
 import { guardPacketSize, MAX_MQTT_PACKET_BYTES } from "./frame-guard.js";
@@ -39,6 +41,7 @@ export async function createMqttFrontend(opts: {
   log: (line: string) => void;
   /** Each device-to-cloud message; a returned promise delays the message's PUBACK until it settles. */
   onTelemetry?: (message: TelemetryMessage) => Promise<void> | undefined;
+  throttle?: Throttle;
 }): Promise<MqttFrontend> {
   const { registry, authorizer, log } = opts;
   const deviceLog = perKeyLimit(log);
@@ -51,7 +54,7 @@ export async function createMqttFrontend(opts: {
   });
   const acks = createSubscribeAcks();
   const downstream = createDownstream(deviceLog);
-  const twin = createTwinRequests({ registry, downstream, log: deviceLog });
+  const twin = createTwinRequests({ registry, downstream, log: deviceLog, throttle: opts.throttle });
 
   const failed = (where: string, client: Client | null, error: unknown) => {
     const line = `MQTT ${client?.id ?? "(no client id)"} ${where} failed: ${(error as Error)?.stack ?? error}`;
@@ -77,6 +80,11 @@ export async function createMqttFrontend(opts: {
 
     // IoT Hub's username is "<host>/<deviceId>/?api-version=..."; the client id is the device id.
     authenticate(client, username, password, done) {
+      const overQuota = connectRefusal(opts.throttle);
+      if (overQuota) {
+        deviceLog(client.id, `MQTT ${client.id} connect refused: ${overQuota.message}`);
+        return done(overQuota, false);
+      }
       let result: ReturnType<Authorizer["device"]>;
       try {
         const deviceId = client.id;
