@@ -117,7 +117,10 @@ export function createAmqpServer(opts: {
   };
 
   function handle(stream: Duplex): void {
-    if (rheaModule) return serve(rheaModule, stream);
+    if (rheaModule) {
+      serve(rheaModule, stream);
+      return;
+    }
     // Bytes that arrive meanwhile wait in the stream's buffer.
     loadRhea().then(
       (r) => (stream.destroyed ? undefined : serve(r, stream)),
