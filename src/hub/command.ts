@@ -3,7 +3,7 @@ import { constants, readFileSync } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { DEV_POLICIES, type SharedAccessPolicy, validatePolicies } from "./auth/credentials.js";
-import { DEFAULT_DATA_DIR, type RunningHub, startHub } from "./index.js";
+import { DEFAULT_DATA_DIR, type RunningHub, STANDARD_PORTS, startHub } from "./index.js";
 import type { Tier } from "./throttle/index.js";
 
 export interface LocalHubFlags {
@@ -48,12 +48,21 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
     });
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
-    if (e.code === "EADDRINUSE")
+    if (e.code === "EADDRINUSE") {
+      // Which port: the error names it (the HTTPS/MQTT port, or the AMQP port next to it).
+      const busy = (e as NodeJS.ErrnoException & { port?: number }).port;
+      const amqp = busy !== undefined && busy !== flags.port && !STANDARD_PORTS.includes(busy as 443);
+      if (amqp)
+        throw new Error(
+          `port ${busy} (AMQP, the Event Hubs-compatible endpoint) is already in use: stop what uses it, or pick ` +
+            "another with --amqp-port (0 picks a free one)",
+        );
       throw new Error(
-        `port ${flags.standardPorts ? "443, 8883 or 5671" : `${flags.port} or ${flags.amqpPort ?? flags.port + 1} (AMQP)`} is already in use: if it is another local-hub, ` +
+        `port ${flags.standardPorts ? "443 or 8883" : flags.port} is already in use: if it is another local-hub, ` +
           "use it (its terminal shows its connection strings) or stop it; otherwise stop what uses the port, or " +
-          "pick others with --port and --amqp-port (0 picks a free one)",
+          "pick another with --port (0 picks a free one)",
       );
+    }
     if (e.code === "EACCES")
       throw new Error(
         "not allowed to bind that port: ports below 1024 need privileges; drop --standard-ports or use --port",
