@@ -29,6 +29,9 @@ export interface ServerInfo {
   caPem: string;
   serviceConnectionString?: string;
   envFile?: string;
+  /** The hub's Event Hubs-compatible endpoint and its CA file (scenario 5's consumer trusts it). */
+  eventHubConnectionString?: string;
+  caFile?: string;
   startupMs: number;
 }
 
@@ -178,6 +181,8 @@ async function hub(): Promise<void> {
       caPem: running.caPem,
       serviceConnectionString: running.serviceConnectionString,
       envFile: running.envFile(),
+      eventHubConnectionString: running.eventHubConnectionString,
+      caFile: running.caFile,
       startupMs: Date.now() - started,
     },
     () => running.connectedDevices,
