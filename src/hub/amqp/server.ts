@@ -40,7 +40,16 @@ export interface AmqpPeer {
     address: string,
     permission: Permission,
   ): { ok: true; name: string } | { ok: false; reason: string };
+  /**
+   * Whether the connection's unsent output is over MAX_UNSENT_BYTES: a client may grant any credit and then
+   * not read, so senders stop there and go on at `whenDrained`.
+   */
+  backlogged(): boolean;
+  whenDrained(resume: () => void): void;
 }
+
+/** Unsent bytes per connection before the hub's senders wait for the client to read. */
+export const MAX_UNSENT_BYTES = 1024 * 1024;
 
 export interface LinkContext {
   peer: AmqpPeer;
@@ -134,8 +143,13 @@ export function createAmqpServer(opts: {
   function serve(rhea: Rhea, stream: Duplex): void {
     const id = `amqp-${nextId++}`;
     const claims = new Map<string, Claim>();
+    const waiting = new Set<() => void>();
     const peer: AmqpPeer = {
       id,
+      backlogged: () => stream.writableLength > MAX_UNSENT_BYTES,
+      whenDrained(resume) {
+        waiting.add(resume);
+      },
       connection: undefined as unknown as Connection,
       addClaim(claim) {
         claims.set(`${claim.name}\n${claim.path}`, claim);
@@ -185,6 +199,12 @@ export function createAmqpServer(opts: {
 
     stream.once("close", () => {
       connections.delete(connection);
+      waiting.clear();
+    });
+    stream.on("drain", () => {
+      const resumes = [...waiting];
+      waiting.clear();
+      for (const resume of resumes) resume();
     });
     stream.on("error", () => stream.destroy());
 

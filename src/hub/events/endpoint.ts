@@ -127,6 +127,8 @@ export function serveEvents(opts: {
       const pump = () => {
         try {
           while (sender.is_open() && sender.sendable()) {
+            // A client may grant any credit and not read: stop at the connection's output limit.
+            if (peer.backlogged()) return peer.whenDrained(pump);
             const batch = store.read(
               partition,
               next,
