@@ -219,7 +219,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     querySource: delayed,
     onTelemetry: (m) => events.append(m),
   });
-  const { targets } = frontends;
+  const { targets: deviceAndRestTargets } = frontends;
   // AMQP (rhea loads on the first AMQP connection, like the other front ends): $cbs and the built-in endpoint.
   const amqp = createAmqpServer({ authorizer, log, containerId: name, opened: (s) => gate.activate(s) });
   serveCbs(amqp, authorizer, log);
@@ -235,6 +235,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     log,
   });
   const amqpTargets = { amqp: (socket: import("node:stream").Duplex) => amqp.handle(socket) };
+  const targets = { ...deviceAndRestTargets, ...amqpTargets };
 
   const listeners: Array<ReturnType<typeof createTlsListener>> = [];
   const close = async () => {

@@ -10,14 +10,20 @@ export interface ProtocolTargets {
   /** Serves an HTTP connection (the REST API's http.Server gets it as a "connection"). */
   http: (stream: Duplex) => void;
   mqtt: (stream: Duplex) => void;
+  /**
+   * AMQP on this port too: azure-iothub's service client connects AMQP to `amqps://<HostName>`, which is this
+   * port when HostName carries one (HostName=localhost:18883); on IoT Hub's standard ports it is 5671.
+   */
+  amqp?: (stream: Duplex) => void;
 }
 
-/** The AMQP port's one target: AMQP 1.0 begins with its protocol header "AMQP" (AMQP 1.0, section 2.2). */
+/** The AMQP port's one target. */
 export interface AmqpTargets {
   amqp: (stream: Duplex) => void;
 }
 
-const AMQP_HEADER_FIRST_BYTE = 0x41;
+/** An AMQP connection begins with its protocol header "AMQP" (AMQP 1.0, section 2.2); no HTTP method does. */
+const isAmqpHeader = (chunk: Buffer) => chunk[0] === 0x41 && (chunk.length < 2 || chunk[1] === 0x4d);
 
 /**
  * One TLS port for both protocols, as IoT Hub has one host name for both: after the handshake the first
@@ -96,10 +102,14 @@ export function createTlsListener(
       if (chunk === null) return;
       socket.off("readable", onReadable);
       socket.unshift(chunk);
-      if ("amqp" in targets) {
-        // The AMQP port serves AMQP only; the gate's ticket is activated by the AMQP open (amqp/server.ts).
-        if (chunk[0] === AMQP_HEADER_FIRST_BYTE) targets.amqp(socket);
-        else socket.destroy();
+      // The gate's ticket of an AMQP connection is activated by its AMQP open (amqp/server.ts).
+      if (targets.amqp && isAmqpHeader(chunk)) {
+        targets.amqp(socket);
+        return;
+      }
+      // The AMQP port serves AMQP only.
+      if (!("mqtt" in targets)) {
+        socket.destroy();
         return;
       }
       if (chunk[0] === MQTT_CONNECT) {

@@ -53,6 +53,24 @@ describe("$cbs put-token", () => {
     }
   });
 
+  it("is also served on the HTTPS/MQTT port, where azure-iothub connects AMQP (amqps://<HostName>)", async () => {
+    const connection = await amqpConnect({ ...hub, amqpPort: hub.port });
+    try {
+      const audience = `localhost:${hub.port}`;
+      const answer = await request(connection, "$cbs", {
+        body: makeToken(policy("service").primaryKey, audience, inAnHour(), "service"),
+        application_properties: {
+          operation: "put-token",
+          type: "servicebus.windows.net:sastoken",
+          name: audience,
+        },
+      });
+      expect(answer.application_properties?.["status-code"]).toBe(202);
+    } finally {
+      connection.close();
+    }
+  });
+
   it("refuses another operation or token type with 400", async () => {
     const connection = await amqpConnect(hub);
     try {
