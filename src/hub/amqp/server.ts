@@ -39,7 +39,12 @@ export interface AmqpPeer {
   authorize(
     address: string,
     permission: Permission,
-  ): { ok: true; name: string } | { ok: false; reason: string };
+  ): { ok: true; name: string; expiresAt: number } | { ok: false; reason: string };
+  /**
+   * Closes `link` with amqp:unauthorized-access once no claim grants `permission` on `address` any more: the
+   * claim's token expired and no renewed one was put (the SDKs renew theirs well before).
+   */
+  keepAuthorized(link: Sender | Receiver, address: string, permission: Permission): void;
   /**
    * Whether the connection's unsent output is over MAX_UNSENT_BYTES: a client may grant any credit and then
    * not read, so senders stop there and go on at `whenDrained`.
@@ -160,16 +165,39 @@ export function createAmqpServer(opts: {
         const target = canonical(address);
         const now = Date.now();
         let reason = "no put-token on $cbs covers this address: send a SAS token for it first";
+        let best: Claim | undefined;
         for (const claim of claims.values()) {
           if (claim.expiresAt <= now) {
             reason = "the token for this address has expired: put a new one on $cbs";
             continue;
           }
           if (claim.path !== "" && target !== claim.path && !target.startsWith(`${claim.path}/`)) continue;
-          if (claim.permissions.includes(permission)) return { ok: true, name: claim.name };
+          if (claim.permissions.includes(permission)) {
+            if (!best || claim.expiresAt > best.expiresAt) best = claim;
+            continue;
+          }
           reason = `'${claim.name}' lacks the ${permission} permission needed here: use a policy that has it (for example service or iothubowner)`;
         }
+        if (best) return { ok: true, name: best.name, expiresAt: best.expiresAt };
         return { ok: false, reason };
+      },
+      keepAuthorized(link, address, permission) {
+        let timer: NodeJS.Timeout | undefined;
+        const check = () => {
+          const granted = peer.authorize(address, permission);
+          if (!granted.ok) {
+            log(`AMQP ${id} link to ${address} closed: ${granted.reason}`);
+            refuse(link, AMQP.errors.unauthorized, granted.reason);
+            return;
+          }
+          // Timers hold at most about 24.8 days; a later expiry is checked again then.
+          timer = setTimeout(check, Math.min(granted.expiresAt - Date.now() + 10, 2 ** 31 - 1));
+          timer.unref();
+        };
+        check();
+        const stop = () => clearTimeout(timer);
+        link.once(link.is_sender() ? "sender_close" : "receiver_close", stop);
+        stream.once("close", stop);
       },
     };
 

@@ -114,6 +114,8 @@ export function serveEvents(opts: {
           `Exceeded the maximum number of allowed receivers per partition in a consumer group which is ${MAX_READERS_PER_PARTITION}`,
         );
       }
+      // Detached with amqp:unauthorized-access if its token expires and no renewed one is put.
+      peer.keepAuthorized(sender, address, "ServiceConnect");
       const reader: Reader = { sender, epoch };
       set.add(reader);
       readerCount++;
@@ -172,7 +174,8 @@ export function serveEvents(opts: {
     // The SDKs also carry the token in the request (security_token); it counts for this request.
     if (!granted.ok && typeof props.security_token === "string") {
       const claim = authorizer.claim(props.security_token);
-      if (claim.ok && claim.permissions.includes("ServiceConnect")) granted = { ok: true, name: claim.name };
+      if (claim.ok && claim.permissions.includes("ServiceConnect"))
+        granted = { ok: true, name: claim.name, expiresAt: claim.expiresAt };
     }
     if (!granted.ok) return { status: 401, description: granted.reason };
     if (props.operation !== AMQP.readOperation)

@@ -109,3 +109,38 @@ describe("Event Hubs receiver links (raw AMQP)", () => {
     expect(await owner.closed).toBe("amqp:link:stolen");
   });
 });
+
+describe("token expiry", () => {
+  it("detaches a reader with amqp:unauthorized-access once its token expires without renewal", async () => {
+    const c = await amqpConnect(hub, { username: "service" });
+    try {
+      const audience = `sb://localhost:${hub.amqpPort}/${hub.eventHubName}`;
+      const answer = await request(c, "$cbs", {
+        body: makeToken(service.primaryKey, audience, Math.floor(Date.now() / 1000) + 3, "service"),
+        application_properties: {
+          operation: "put-token",
+          type: "servicebus.windows.net:sastoken",
+          name: audience,
+        },
+      });
+      expect(answer.application_properties?.["status-code"]).toBe(202);
+      let openedAt = Number.NaN;
+      let closedAt = Number.NaN;
+      const condition = await new Promise<string>((resolve) => {
+        const r = c.open_receiver({ source: { address: address("3") } });
+        r.on("receiver_open", () => {
+          openedAt = Date.now();
+        });
+        r.on("receiver_error", (ctx) => {
+          closedAt = Date.now();
+          resolve((ctx.receiver.error as { condition: string }).condition);
+        });
+      });
+      expect(condition).toBe("amqp:unauthorized-access");
+      // It was reading until the expiry (a refusal at attach comes within milliseconds).
+      expect(closedAt - openedAt).toBeGreaterThan(300);
+    } finally {
+      c.close();
+    }
+  }, 15_000);
+});
