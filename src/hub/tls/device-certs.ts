@@ -1,4 +1,4 @@
-import { X509Certificate } from "node:crypto";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { thumbprintsOf } from "../auth/x509.js";
 
 /**
@@ -85,9 +85,12 @@ export async function caSignedDeviceCertificate(
   ca: KeyPair,
   validity?: Validity,
 ): Promise<KeyPair> {
+  // selfsigned signs with a key of the type it generates: an RSA CA (openssl's default) gets an RSA device key.
+  const rsa = createPrivateKey(ca.key).asymmetricKeyType === "rsa";
   const made = await generate([{ name: "commonName", value: deviceId }], {
-    keyType: "ec",
-    curve: "P-256",
+    ...(rsa
+      ? { keyType: "rsa" as const, keySize: 2048 }
+      : { keyType: "ec" as const, curve: "P-256" as const }),
     algorithm: "sha256",
     ...dates(validity),
     ca,
