@@ -3,6 +3,7 @@ import { type Command, CommanderError, InvalidArgumentError } from "commander";
 import { caCommand, deviceCommand, selfSignedCommand } from "../hub/cert-command.js";
 import { runLocalHub } from "../hub/command.js";
 import { parseTier, TIERS, type Tier } from "../hub/throttle/index.js";
+import { DEFAULT_HUB_DATA_DIR, DEFAULT_HUB_PORT } from "../shared/rules.js";
 import { exit, newProgram, numberOption } from "./common.js";
 
 /** Upper bound of --query-delay: a day. A longer lag would only hide every write from queries. */
@@ -16,11 +17,15 @@ const program = newProgram(
     numberOption(
       "-p, --port <port>",
       "TLS port for both protocols, 0 to 65535 (0 picks a free one)",
-      "18883",
+      String(DEFAULT_HUB_PORT),
     ).argParser(parsePort),
   )
   .option("--standard-ports", "serve IoT Hub's standard ports 443 and 8883 instead (HostName=localhost)")
-  .option("-d, --data-dir <dir>", "where twins and certificates are kept (one hub per folder)", ".local-hub")
+  .option(
+    "-d, --data-dir <dir>",
+    "where twins and certificates are kept (one hub per folder)",
+    DEFAULT_HUB_DATA_DIR,
+  )
   .option("--in-memory", "keep nothing on disk (twins are lost on stop)")
   .option(
     "--host-name <name>",

@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { DEFAULT_HUB_DATA_DIR, DEFAULT_HUB_PORT } from "../shared/rules.js";
 import { Authorizer } from "./auth/authorizer.js";
 import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
 import { parseCaCertificates } from "./auth/x509.js";
@@ -19,8 +20,8 @@ import { ensureCertificates } from "./tls/certs.js";
 
 export { DEV_POLICIES, TUTORIAL_DEVICE } from "./auth/credentials.js";
 
-export const DEFAULT_PORT = 18883;
-export const DEFAULT_DATA_DIR = ".local-hub";
+export const DEFAULT_PORT = DEFAULT_HUB_PORT;
+export const DEFAULT_DATA_DIR = DEFAULT_HUB_DATA_DIR;
 /** IoT Hub's own ports: HTTPS and MQTT over TLS. */
 export const STANDARD_PORTS = [443, 8883] as const;
 /** Names the hub's certificate covers and its tokens may be addressed to. */
