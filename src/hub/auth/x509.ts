@@ -139,7 +139,8 @@ function outsideValidity(cert: X509Certificate, now: number, what: string): Devi
 
 /**
  * The subject's common name, or undefined when it has none or more than one. Node prints the subject one
- * attribute a line and quotes a value holding special characters as a JSON string.
+ * attribute a line, with RFC 2253 escapes (`\,` `\+` `\"` ..., and `\XX` for control characters); a value
+ * quoted as a JSON string (what other Node versions print for special characters) is read too.
  */
 export function commonNameOf(cert: X509Certificate): string | undefined {
   const names = cert.subject
@@ -148,13 +149,17 @@ export function commonNameOf(cert: X509Certificate): string | undefined {
     .map((line) => line.slice(3));
   if (names.length !== 1) return undefined;
   const value = names[0]!;
-  if (!value.startsWith('"')) return value;
-  try {
-    const parsed: unknown = JSON.parse(value);
-    return typeof parsed === "string" ? parsed : undefined;
-  } catch {
-    return undefined;
+  if (value.startsWith('"')) {
+    try {
+      const parsed: unknown = JSON.parse(value);
+      return typeof parsed === "string" ? parsed : undefined;
+    } catch {
+      return undefined;
+    }
   }
+  return value.replace(/\\(?:([0-9A-Fa-f]{2})|(.))/g, (_, hex?: string, char?: string) =>
+    hex ? String.fromCharCode(Number.parseInt(hex, 16)) : (char ?? ""),
+  );
 }
 
 /**

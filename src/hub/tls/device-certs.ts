@@ -39,6 +39,15 @@ function dates(validity: Validity = {}) {
   };
 }
 
+/**
+ * The subject as selfsigned wants it: it builds an RFC 4514 name string, so a device ID with `,+="\<>;` (all
+ * allowed in device IDs but `"\<>;`) is escaped, as is a leading `#` or space.
+ */
+function subject(commonName: string) {
+  const value = commonName.replace(/[,+"\\<>;=]/g, "\\$&").replace(/^[#\s]/, "\\$&");
+  return [{ name: "commonName", value }];
+}
+
 const DEVICE_EXTENSIONS = [
   { name: "basicConstraints" as const, cA: false },
   { name: "keyUsage" as const, digitalSignature: true, keyEncipherment: true, critical: true },
@@ -50,7 +59,7 @@ export async function selfSignedDeviceCertificate(
   deviceId: string,
   validity?: Validity,
 ): Promise<KeyPair & { sha1: string; sha256: string }> {
-  const made = await generate([{ name: "commonName", value: deviceId }], {
+  const made = await generate(subject(deviceId), {
     keyType: "ec",
     curve: "P-256",
     algorithm: "sha256",
@@ -65,7 +74,7 @@ export async function certificateAuthority(
   name: string,
   options: Validity & { issuer?: KeyPair } = {},
 ): Promise<KeyPair> {
-  const made = await generate([{ name: "commonName", value: name }], {
+  const made = await generate(subject(name), {
     keyType: "ec",
     curve: "P-256",
     algorithm: "sha256",
@@ -87,7 +96,7 @@ export async function caSignedDeviceCertificate(
 ): Promise<KeyPair> {
   // selfsigned signs with a key of the type it generates: an RSA CA (openssl's default) gets an RSA device key.
   const rsa = createPrivateKey(ca.key).asymmetricKeyType === "rsa";
-  const made = await generate([{ name: "commonName", value: deviceId }], {
+  const made = await generate(subject(deviceId), {
     ...(rsa
       ? { keyType: "rsa" as const, keySize: 2048 }
       : { keyType: "ec" as const, curve: "P-256" as const }),
