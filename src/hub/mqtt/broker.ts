@@ -233,7 +233,13 @@ export async function createMqttFrontend(opts: {
         loginMethod.set(client, login.method);
         expiry.arm(client, login.at);
       }
-      deviceLog(client.id, `MQTT ${client.id} connected`);
+      const how =
+        login?.method === "selfSigned"
+          ? " (X.509 thumbprint)"
+          : login?.method === "certificateAuthority"
+            ? " (X.509 CA)"
+            : "";
+      deviceLog(client.id, `MQTT ${client.id} connected${how}`);
     }),
   );
   broker.on("subscribe", guarded("subscribe", acks.complete));

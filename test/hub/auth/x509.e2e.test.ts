@@ -31,15 +31,23 @@ describe("X.509 device authentication over MQTT/TLS (azure-iot-device with x509=
   let registry: Registry;
   let root: KeyPair;
   const open: DeviceClient[] = [];
+  const lines: string[] = [];
 
   beforeAll(async () => {
     root = await certificateAuthority("test device CA");
-    hub = await startTestHub({ inMemory: true, caCertificates: [root.cert] });
+    hub = await startTestHub({
+      inMemory: true,
+      caCertificates: [root.cert],
+      quiet: false,
+      log: (line) => lines.push(line),
+    });
     registry = registryFor(hub.serviceConnectionString, hub.caPem);
   });
   afterAll(async () => {
     await Promise.all(open.map((c) => c.close().catch(() => {})));
     await hub.cleanup();
+    // Keys never reach the log.
+    expect(lines.join("\n")).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
   });
 
   /** The device SDK as an X.509 device uses it: `x509=true` in the connection string, cert and key as options. */
@@ -105,6 +113,7 @@ describe("X.509 device authentication over MQTT/TLS (azure-iot-device with x509=
     await selfSigned("thumb-3", { primaryThumbprint: one.sha1, secondaryThumbprint: sha1Secondary.sha1 });
     await (await openX509("thumb-3", sha1Secondary)).close();
     expect(hub.connectedDevices).toBe(1);
+    expect(lines).toContain("MQTT thumb-1 connected (X.509 thumbprint)");
   });
 
   it("a certificate whose thumbprint is not registered is refused with CONNACK 5 (SDK: not authorized)", async () => {
@@ -119,6 +128,9 @@ describe("X.509 device authentication over MQTT/TLS (azure-iot-device with x509=
       returnCode: 5,
     });
     expect((await rawX509("thumb-wrong", registered)).ok).toBe(true);
+    expect(lines).toContain(
+      "MQTT thumb-wrong connect refused: the certificate's thumbprint matches neither the primary nor the secondary thumbprint registered for the device",
+    );
   });
 
   it("CA-signed: a chain to a registered CA with CN = device ID logs in, also through an intermediate", async () => {
@@ -146,6 +158,13 @@ describe("X.509 device authentication over MQTT/TLS (azure-iot-device with x509=
     const forOther = await caSignedDeviceCertificate("ca-2-other", root);
     await expect(openX509("ca-2", forOther)).rejects.toThrow(/not authorized/i);
     expect(await rawX509("ca-2", forOther)).toMatchObject({ ok: false, returnCode: 5 });
+    expect(
+      lines.some((l) =>
+        l.includes(
+          'ca-2 connect refused: the device certificate\'s subject common name (CN="ca-2-other") is not the device ID',
+        ),
+      ),
+    ).toBe(true);
     const stranger = await certificateAuthority("someone else's CA");
     expect(await rawX509("ca-2", await caSignedDeviceCertificate("ca-2", stranger))).toMatchObject({
       ok: false,
