@@ -31,7 +31,11 @@ const CONNACK_FOR: Record<RefusalKind, AuthenticateError["returnCode"]> = {
 };
 
 export interface MqttFrontend {
-  handle(stream: Duplex): void;
+  /**
+   * Serves one MQTT connection. `tls`: the TLS connection it runs over when `stream` is not that connection itself
+   * (MQTT over WebSockets), so an X.509 device's client certificate can be read.
+   */
+  handle(stream: Duplex, tls?: Duplex): void;
   /** Sends a desired-property patch to the device if it is connected and subscribed. */
   pushDesired(deviceId: string, patch: Record<string, unknown>, version: number): void;
   /** Drops the device's connection (disabled, deleted or re-keyed). */
@@ -68,6 +72,8 @@ export async function createMqttFrontend(opts: {
     deviceLog(client.id, `MQTT ${client.id} disconnected: ${what} expired`);
     client.close();
   });
+  /** The TLS connection under each stream that is not one itself (see `handle`). */
+  const tlsOf = new WeakMap<Duplex, Duplex>();
   const acks = createSubscribeAcks();
   const downstream = createDownstream(deviceLog);
   const twin = createTwinRequests({ registry, downstream, log: deviceLog, throttle: opts.throttle });
@@ -112,7 +118,9 @@ export async function createMqttFrontend(opts: {
                 deviceId,
                 password: password?.toString("utf8"),
                 // The TLS handshake's client certificate, for X.509 devices (read only when there is no password).
-                peerCertificate: password?.length ? undefined : presentedChain(client.conn as Duplex),
+                peerCertificate: password?.length
+                  ? undefined
+                  : presentedChain(tlsOf.get(client.conn as Duplex) ?? (client.conn as Duplex)),
               });
       } catch (error) {
         failed("login", client, error);
@@ -271,8 +279,9 @@ export async function createMqttFrontend(opts: {
   (broker as unknown as NodeJS.EventEmitter).on("error", (error: Error) => failed("broker", null, error));
 
   return {
-    handle: (stream) => {
+    handle: (stream, tls) => {
       try {
+        if (tls) tlsOf.set(stream, tls);
         const client = broker.handle(stream);
         acks.tap(client);
         guardPacketSize(stream, (bytes) =>
