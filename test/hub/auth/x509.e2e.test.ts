@@ -114,6 +114,20 @@ describe("X.509 device authentication over MQTT/TLS (azure-iot-device with x509=
     await (await openX509("thumb-3", sha1Secondary)).close();
     expect(hub.connectedDevices).toBe(1);
     expect(lines).toContain("MQTT thumb-1 connected (X.509 thumbprint)");
+    // TLS 1.2 clients (older device stacks) present their certificate the same way.
+    const tls12 = await mqttLogin(hub, "thumb-1", "", {
+      password: undefined,
+      cert: one.cert,
+      key: one.key,
+      maxVersion: "TLSv1.2",
+    } as Parameters<typeof mqttLogin>[3]);
+    expect(tls12.ok).toBe(true);
+    if (tls12.ok) {
+      expect((tls12.client as unknown as { stream: { getProtocol(): string } }).stream.getProtocol()).toBe(
+        "TLSv1.2",
+      );
+      tls12.client.end(true);
+    }
   });
 
   it("a certificate whose thumbprint is not registered is refused with CONNACK 5 (SDK: not authorized)", async () => {
