@@ -1,5 +1,5 @@
 /**
- * Scenario 5's reader: an unmodified @azure/event-hubs EventHubConsumerClient reading every partition of the
+ * Scenario 6's reader: an unmodified @azure/event-hubs EventHubConsumerClient reading every partition of the
  * hub's Event Hubs-compatible endpoint, in its own process (it trusts the hub's CA through
  * NODE_EXTRA_CA_CERTS, set by the parent). Each event's body carries the time it was sent
  * (`t`, ms since the epoch with fractions) and whether it counts (`m`); the end-to-end latency is receive

@@ -19,12 +19,13 @@ import { scenarioDevices } from "./scenario-devices.js";
 import { scenarioQueries } from "./scenario-queries.js";
 import { scenarioStartup } from "./scenario-startup.js";
 import { scenarioTelemetry } from "./scenario-telemetry.js";
+import { scenarioX509 } from "./scenario-x509.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
 const { values } = parseArgs({
   options: {
-    scenario: { type: "string", default: "1,2,3,4,5" },
+    scenario: { type: "string", default: "1,2,3,4,5,6" },
     quick: { type: "boolean", default: false },
     sizes: { type: "string" },
     devices: { type: "string" },
@@ -39,11 +40,11 @@ const { values } = parseArgs({
 
 if (values.help) {
   console.log(`npm run bench -- [options]
-  --scenario 1,2,3,4,5 scenarios to run (1 back-end at scale, 2 device side, 3 queries, 4 start-up/tutorial/RSS,
-                       5 device-to-cloud telemetry read back through the Event Hubs-compatible endpoint)
+  --scenario 1,...,6   scenarios to run (1 back-end at scale, 2 device side, 3 queries, 4 start-up/tutorial/RSS, 5 X.509 logins,
+                       6 device-to-cloud telemetry read back through the Event Hubs-compatible endpoint)
   --quick              small sizes and fewer runs (a couple of minutes)
   --sizes a,b,c        scenario 1 registry sizes (default 100,1000,10000; quick 100,1000)
-  --devices a,b        scenarios 2 and 5 connected devices K (default 100,1000; quick 100,1000)
+  --devices a,b        scenarios 2 and 6 connected devices K (default 100,1000; quick 100,1000)
   --twins n            scenario 3 twins (default 100000; quick 10000)
   --reps n             repeated runs per figure (default 3; quick 1)
   --duration s         scenario 2 seconds per measurement (default 5; quick 2)
@@ -127,8 +128,11 @@ await run(3, "queries at scale", async () => {
 await run(4, "start-up, the tutorial, hub memory", () =>
   scenarioStartup({ reps: quick ? 3 : 10, hubAfterQueries, root: ROOT }, report),
 );
+await run(5, "X.509 device logins next to SAS logins", () =>
+  scenarioX509({ devices: quick ? 100 : 300, reps: Math.max(options.reps, 3) }, report),
+);
 
-await run(5, "device-to-cloud telemetry into an Event Hubs consumer vs a bare broker", () =>
+await run(6, "device-to-cloud telemetry into an Event Hubs consumer vs a bare broker", () =>
   scenarioTelemetry({ devices: options.devices, duration: options.duration, reps: options.reps }, report),
 );
 

@@ -1,5 +1,5 @@
 /**
- * Scenario 5, device-to-cloud telemetry end to end: K devices connected over MQTT/TLS publish QoS 1
+ * Scenario 6, device-to-cloud telemetry end to end: K devices connected over MQTT/TLS publish QoS 1
  * telemetry (`devices/{id}/messages/events/`), the hub stores each message before its PUBACK, and one
  * unmodified @azure/event-hubs consumer (its own process) reads every partition of the Event Hubs-compatible
  * endpoint over AMQP. Measured at saturation (a closed loop of QoS 1 publishes, `IN_FLIGHT` in flight) and
@@ -15,7 +15,7 @@ import type { Report } from "./report.js";
 import { startHubInTemp, startServer } from "./servers.js";
 import { figure, percentile } from "./stats.js";
 
-const S = "5 telemetry";
+const S = "6 telemetry";
 const KEY = Buffer.from("bench-scenario-5-device-key-0001").toString("base64");
 const IN_FLIGHT = 500;
 /** Well below the saturation rate on a small machine, so the latency is the path's, not a queue's. */
@@ -256,7 +256,7 @@ export async function scenarioTelemetry(
     report.add(S, `K=${n}: delivered / ceiling`, ratio);
     const lost = [...hubRuns, ...fixedRuns].reduce((sum, r) => sum + r.lost, 0);
     if (lost > 0)
-      report.note(`scenario 5, K=${n}: ${lost} measured messages did not reach the consumer within 30 s`);
+      report.note(`scenario 6, K=${n}: ${lost} measured messages did not reach the consumer within 30 s`);
     results[String(k)] = { window, hub: hubRuns, fixed: fixedRuns, broker: brokerRuns, ratio };
     console.log(
       `  K=${n}: delivered ${Math.round(delivered.median)}/s (ceiling ${Math.round(ceiling.median)}/s, ` +

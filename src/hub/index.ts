@@ -8,6 +8,7 @@ import { serveCbs } from "./amqp/cbs.js";
 import { type AmqpServer, createAmqpServer } from "./amqp/server.js";
 import { Authorizer } from "./auth/authorizer.js";
 import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
+import { parseCaCertificates } from "./auth/x509.js";
 import { ConnectionGate, type ConnectionLimits, resolveLimits } from "./connection-limits.js";
 import { DelayedTwinSource } from "./consistency/delayed-source.js";
 import { serveEvents } from "./events/endpoint.js";
@@ -57,6 +58,11 @@ export interface HubOptions {
    * (for example through /etc/hosts); the certificate and SAS audiences cover it.
    */
   hostName?: string;
+  /**
+   * CA certificates (PEM text) registered with the hub for X.509 CA authentication: a certificateAuthority device
+   * logs in with a certificate chain leading to one of them, whose subject CN is its device ID. Default none.
+   */
+  caCertificates?: readonly string[];
   /** Shared access policies; default the well-known development ones. */
   policies?: readonly SharedAccessPolicy[];
   /** "full" also survives power loss (fsync per write); "normal" survives a killed hub. */
@@ -120,6 +126,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
       `unknown throttle tier ${JSON.stringify(options.throttle)}: use one of ${TIERS.join(", ")}`,
     );
   const policies = options.policies ?? DEV_POLICIES;
+  const authorities = parseCaCertificates(options.caCertificates ?? [], "caCertificates");
   const gate = new ConnectionGate(resolveLimits(options.limits), log);
   const dataDir = options.inMemory ? undefined : resolve(options.dataDir ?? DEFAULT_DATA_DIR);
   const certDir = dataDir ?? mkdtempSync(join(tmpdir(), "local-hub-"));
@@ -203,7 +210,9 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
       log(`replaced the public development keys of ${TUTORIAL_DEVICE.deviceId} with generated ones`);
     }
   }
-  const authorizer = new Authorizer(policies, isOurHost, (id) => registry.find(id));
+  const authorizer = new Authorizer(policies, isOurHost, (id) => registry.find(id), Date.now, authorities);
+  if (authorities.length > 0)
+    log(`X.509 CA authentication trusts ${authorities.length} registered CA certificate(s)`);
   // MQTT (aedes) and HTTPS (fastify) load once the port is bound: see frontends.ts.
   const events = new EventStore(store.database, {
     partitions: options.partitions ?? DEFAULT_PARTITIONS,

@@ -46,6 +46,12 @@ export function createTlsListener(
       cert: tls.cert,
       key: tls.key,
       minVersion: "TLSv1.2",
+      // X.509 devices authenticate with a client certificate ("Authenticate identities with X.509 certificates":
+      // "as part of the TLS standard connection establishment"), so every client is asked for one; none is
+      // required (SAS devices and HTTPS service clients present none) and no chain is judged here: that is the
+      // hub's decision per device at login (auth/x509.ts), against its own registered CAs and thumbprints.
+      requestCert: true,
+      rejectUnauthorized: false,
       handshakeTimeout: gate.limits.pendingTimeoutMs,
     },
     (socket) => route(socket),

@@ -182,7 +182,10 @@ export class DeviceRegistry implements TwinSource {
       fields.status === "disabled" ||
       fields.authType !== (current.authType ?? "sas") ||
       fields.primaryKey !== current.primaryKey ||
-      fields.secondaryKey !== current.secondaryKey
+      fields.secondaryKey !== current.secondaryKey ||
+      // New thumbprints revoke a certificate that no longer matches (rolling X.509 certificates).
+      fields.primaryThumbprint !== (current.primaryThumbprint ?? null) ||
+      fields.secondaryThumbprint !== (current.secondaryThumbprint ?? null)
     ) {
       this.hooks.deviceRevoked?.(deviceId);
     }
