@@ -283,7 +283,16 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
       : (options.amqpPort ?? (options.port === 0 ? 0 : ports[0] + 1));
     const amqp4 = createTlsListener(certs, amqpTargets, gate, log);
     listeners.push(amqp4);
-    const amqpBound = await listen(amqp4.server, wantedAmqp, "127.0.0.1");
+    let amqpBound: number;
+    try {
+      amqpBound = await listen(amqp4.server, wantedAmqp, "127.0.0.1");
+    } catch (error) {
+      // The default (port + 1) may be taken by anything; a port that was asked for is not replaced.
+      const defaulted = options.amqpPort === undefined && !options.standardPorts && wantedAmqp !== 0;
+      if (!defaulted || (error as NodeJS.ErrnoException).code !== "EADDRINUSE") throw error;
+      amqpBound = await listen(amqp4.server, 0, "127.0.0.1");
+      log(`port ${wantedAmqp} is in use: AMQP listens on ${amqpBound} instead (--amqp-port to choose)`);
+    }
     amqpPorts.push(amqpBound);
     const amqp6 = createTlsListener(certs, amqpTargets, gate, log);
     try {

@@ -116,3 +116,34 @@ describe("$cbs put-token", () => {
     ).rejects.toBeDefined();
   });
 });
+
+describe("the AMQP port", () => {
+  it("defaults to port + 1, and to a free port when that one is taken", async () => {
+    const { createServer } = await import("node:net");
+    const listenOn = (port: number) =>
+      new Promise<import("node:net").Server>((resolve, reject) => {
+        const server = createServer();
+        server.once("error", reject);
+        server.listen(port, "127.0.0.1", () => resolve(server));
+      });
+    // A free port P whose neighbour P + 1 this test holds.
+    let port = 0;
+    let blocker: import("node:net").Server | undefined;
+    while (!blocker) {
+      const probe = await listenOn(0);
+      port = (probe.address() as { port: number }).port;
+      await new Promise((r) => probe.close(r));
+      blocker = await listenOn(port + 1).catch(() => undefined);
+    }
+    const hub2 = await startTestHub({ inMemory: true, port });
+    try {
+      expect(hub2.port).toBe(port);
+      expect(hub2.amqpPort).not.toBe(port + 1);
+      const c = await amqpConnect(hub2);
+      c.close();
+    } finally {
+      await hub2.cleanup();
+      blocker.close();
+    }
+  });
+});
