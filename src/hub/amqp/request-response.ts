@@ -1,5 +1,9 @@
 import type { Message, Receiver, Sender } from "rhea";
-import type { AmqpPeer, AmqpServer } from "./server.js";
+import { AMQP } from "../protocol.js";
+import { type AmqpPeer, type AmqpServer, refuse } from "./server.js";
+
+/** Answers a request/response node lets wait for credit on one reply link before it detaches the requests. */
+const MAX_UNANSWERED = 100;
 
 export interface Reply {
   status: number;
@@ -18,6 +22,8 @@ export function serveRequests(
   pattern: RegExp,
   answer: (request: Message, peer: AmqpPeer, address: string) => Reply,
 ): void {
+  /** Answers queued on a reply link beyond its credit. */
+  const unanswered = new WeakMap<Sender, number>();
   /** Per connection: the reply links by their target address. */
   const replyLinks = new WeakMap<AmqpPeer, Map<string, Sender>>();
   server.route(pattern, {
@@ -47,6 +53,20 @@ export function serveRequests(
         const link = (to !== undefined ? links?.get(to) : undefined) ?? links?.values().next().value;
         // No reply link: nowhere to answer, as the drafts say; the request is still settled.
         if (!link?.is_open()) return;
+        // rhea queues what a link has no credit for; a client that asks without ever granting credit on its
+        // reply link (or reading) is stopped before that queue grows.
+        if (!link.sendable() || peer.backlogged()) {
+          const waiting = (unanswered.get(link) ?? 0) + 1;
+          unanswered.set(link, waiting);
+          if (waiting > MAX_UNANSWERED) {
+            refuse(
+              receiver,
+              AMQP.errors.resourceLimit,
+              `more than ${MAX_UNANSWERED} answers wait for credit on the reply link: grant credit and read them`,
+            );
+            return;
+          }
+        } else unanswered.delete(link);
         link.send({
           correlation_id: request.message_id ?? request.correlation_id,
           to,

@@ -88,6 +88,36 @@ describe("$cbs put-token", () => {
     }
   });
 
+  it("detaches the requests of a client that never grants credit for the answers", async () => {
+    const connection = await amqpConnect(hub);
+    try {
+      const condition = await new Promise<string>((resolve) => {
+        connection.open_receiver({
+          source: { address: "$cbs" },
+          target: { address: "stingy" },
+          credit_window: 0,
+        });
+        const sender = connection.open_sender({ target: { address: "$cbs" } });
+        sender.on("sender_error", (ctx) => resolve((ctx.sender.error as { condition: string }).condition));
+        sender.on("sendable", () => {
+          while (sender.sendable())
+            sender.send({
+              reply_to: "stingy",
+              body: "x",
+              application_properties: {
+                operation: "put-token",
+                type: "servicebus.windows.net:sastoken",
+                name: "a",
+              },
+            });
+        });
+      });
+      expect(condition).toBe("amqp:resource-limit-exceeded");
+    } finally {
+      connection.close();
+    }
+  });
+
   it("refuses a link to an unknown address with amqp:not-found", async () => {
     const connection = await amqpConnect(hub);
     try {
