@@ -1,0 +1,107 @@
+import { type Packet, parser } from "mqtt-packet";
+import { isDownstream } from "../../../src/hub/mqtt/topics.js";
+import type { HttpCase } from "./http-cases.js";
+import type { MqttCase } from "./mqtt-cases.js";
+import type { Exchange } from "./wire.js";
+
+/**
+ * The per-connection invariants. Each returns the violations it saw as short stable names (the "kind" a
+ * finding is filed under) with a detail line.
+ */
+export interface Violation {
+  kind: string;
+  detail: string;
+}
+
+/** Splits what an MQTT server sent into packets; a parse error is itself a finding. */
+export function parseServerStream(bytes: Buffer): { packets: Packet[]; error?: string } {
+  const p = parser({ protocolVersion: 4 });
+  const packets: Packet[] = [];
+  let error: string | undefined;
+  p.on("packet", (packet: Packet) => packets.push(packet));
+  p.on("error", (e: Error) => {
+    error ??= e.message;
+  });
+  p.parse(bytes);
+  return { packets, error };
+}
+
+export function checkMqtt(c: MqttCase, x: Exchange, marker: Buffer): Violation[] {
+  const out: Violation[] = [];
+  if (x.received.includes(marker))
+    out.push({ kind: "leak: the victim's twin reached a fuzz MQTT connection", detail: "marker found" });
+  // A first byte other than CONNECT makes the hub treat the connection as HTTP.
+  if (c.first[0] !== 0x10) {
+    if (x.received.length > 0 && !/^HTTP\/1\.1 4\d\d /.test(x.received.subarray(0, 13).toString("latin1")))
+      out.push({
+        kind: "non-CONNECT first packet not refused as bad HTTP",
+        detail: x.received.subarray(0, 40).toString("latin1"),
+      });
+    return out;
+  }
+  const { packets, error } = parseServerStream(x.received);
+  if (error) out.push({ kind: "hub sent bytes that are not MQTT", detail: error });
+  if (packets.length === 0) {
+    if (c.expectLogin === "accept" && c.pristine)
+      out.push({ kind: "valid login got no CONNACK", detail: `closedByHub=${x.closedByHub}` });
+    return out;
+  }
+  const [first, ...rest] = packets;
+  if (first.cmd !== "connack") {
+    out.push({ kind: "hub sent a packet before the CONNACK", detail: first.cmd });
+    return out;
+  }
+  const rc = (first as { returnCode?: number }).returnCode ?? -1;
+  if (rc !== 0 && rest.length > 0)
+    out.push({
+      kind: "refused login was answered further packets",
+      detail: rest.map(describe).join(", ").slice(0, 300),
+    });
+  if (rc === 0 && c.expectLogin === "refuse")
+    out.push({
+      kind: "login with bad credentials accepted",
+      detail: `client id ${JSON.stringify(c.clientId.slice(0, 40))}`,
+    });
+  if (rc !== 0 && c.expectLogin === "accept" && c.pristine)
+    out.push({ kind: "valid login refused", detail: `CONNACK ${rc}` });
+  for (const p of rest) {
+    if (p.cmd !== "publish") continue;
+    if (!isDownstream(c.clientId, p.topic))
+      out.push({
+        kind: "hub forwarded a publish that is not the device's own downstream traffic",
+        detail: p.topic.slice(0, 120),
+      });
+    if (p.retain) out.push({ kind: "hub delivered a retained message", detail: p.topic.slice(0, 120) });
+  }
+  return out;
+}
+
+export function checkHttp(c: HttpCase, x: Exchange, marker: Buffer): Violation[] {
+  const out: Violation[] = [];
+  if (!c.mayShowVictim && x.received.includes(marker))
+    out.push({ kind: "leak: the victim's twin reached a fuzz HTTP request", detail: "marker found" });
+  const head = x.received.subarray(0, 200).toString("latin1");
+  const status = /^HTTP\/1\.1 (\d{3})/.exec(head)?.[1];
+  if (x.received.length > 0 && !status)
+    out.push({
+      kind: "hub answered HTTP with something that is not an HTTP/1.1 response",
+      detail: head.slice(0, 60),
+    });
+  if (!status) return out;
+  const code = Number(status);
+  if (code >= 500)
+    out.push({ kind: `HTTP ${code} (an unhandled error) for a bad request`, detail: bodyOf(x.received) });
+  if (c.unauthorized && code >= 200 && code < 300)
+    out.push({ kind: "request without a valid token answered 2xx", detail: head.split("\r\n")[0] });
+  return out;
+}
+
+function bodyOf(received: Buffer): string {
+  const text = received.toString("utf8");
+  const at = text.indexOf("\r\n\r\n");
+  return (at < 0 ? text : text.slice(at + 4)).slice(0, 200);
+}
+
+function describe(p: Packet): string {
+  return p.cmd === "publish" ? `publish ${p.topic}` : p.cmd;
+}

@@ -1,0 +1,129 @@
+import type { HubAddress } from "../support.js";
+import { checkHttp, checkMqtt, type Violation } from "./checks.js";
+import { type HttpWorld, httpCase } from "./http-cases.js";
+import { type FuzzDevice, mqttCase } from "./mqtt-cases.js";
+import { Rng } from "./rng.js";
+import { exchange } from "./wire.js";
+
+/**
+ * The storm: `cases` fuzz cases over `concurrency` parallel lanes. Case `i` runs on lane `i % concurrency`
+ * and logs in (when it does) as that lane's device, so no two cases in flight share a device, and case `i`
+ * is the same bytes whenever the seed and concurrency are the same.
+ */
+
+export interface Finding extends Violation {
+  caseIndex: number;
+  category: string;
+  description: string[];
+  /** The case's input bytes (the CONNECT sequence or the HTTP request). */
+  input: Buffer;
+}
+
+export interface StormResult {
+  counts: Record<string, number>;
+  findings: Finding[];
+  /** Cases run (fewer than asked if the hub died). */
+  ran: number;
+}
+
+export interface StormWorld {
+  hub: HubAddress;
+  seed: number;
+  marker: Buffer;
+  hostName: string;
+  ownerKey: string;
+  victimId: string;
+  /** One MQTT device per lane. */
+  laneDevices: readonly FuzzDevice[];
+  scratchIds: readonly string[];
+}
+
+export const tagOf = (seed: number, index: number) => `fuzz-${seed}-${index}`;
+
+/** Builds case `index` (without running it). */
+export function buildCase(world: StormWorld, index: number) {
+  const rng = Rng.forCase(world.seed, index);
+  const tag = tagOf(world.seed, index);
+  if (rng.chance(0.55)) {
+    const c = mqttCase(rng, {
+      hostName: world.hostName,
+      self: world.laneDevices[index % world.laneDevices.length],
+      victimId: world.victimId,
+      tag,
+    });
+    return { protocol: "mqtt" as const, c };
+  }
+  const httpWorld: HttpWorld = {
+    hostName: world.hostName,
+    ownerKey: world.ownerKey,
+    victimId: world.victimId,
+    scratchIds: world.scratchIds,
+    tag,
+  };
+  return { protocol: "http" as const, c: httpCase(rng, httpWorld) };
+}
+
+export async function runStorm(
+  world: StormWorld,
+  indices: readonly number[],
+  opts: { alive: () => boolean; onCaseStart?: (index: number) => void; onCaseDone?: (index: number) => void },
+): Promise<StormResult> {
+  const counts: Record<string, number> = {};
+  const findings: Finding[] = [];
+  let ran = 0;
+  const lanes = world.laneDevices.length;
+  const lane = async (k: number) => {
+    for (const index of indices) {
+      if (index % lanes !== k) continue;
+      if (!opts.alive()) return;
+      opts.onCaseStart?.(index);
+      const built = buildCase(world, index);
+      const c = built.c;
+      counts[c.category] = (counts[c.category] ?? 0) + 1;
+      let violations: Violation[];
+      let input: Buffer;
+      if (built.protocol === "mqtt") {
+        input = Buffer.concat([built.c.first, built.c.second]);
+        const x = await exchange(world.hub, built.c.first, built.c.second);
+        violations = x.connectError ? [] : checkMqtt(built.c, x, world.marker);
+      } else {
+        input = built.c.bytes;
+        const x = await exchange(world.hub, built.c.bytes, Buffer.alloc(0));
+        violations = x.connectError ? [] : checkHttp(built.c, x, world.marker);
+      }
+      ran++;
+      for (const v of violations)
+        findings.push({ ...v, caseIndex: index, category: c.category, description: c.description, input });
+      opts.onCaseDone?.(index);
+    }
+  };
+  await Promise.all(Array.from({ length: lanes }, (_, k) => lane(k)));
+  return { counts, findings, ran };
+}
+
+/** The smallest-input finding of each kind: the one to reproduce first. */
+export function smallestPerKind<T extends { kind: string; input: Buffer }>(findings: readonly T[]): T[] {
+  const best = new Map<string, T>();
+  for (const f of findings) {
+    const have = best.get(f.kind);
+    if (!have || f.input.length < have.input.length) best.set(f.kind, f);
+  }
+  return [...best.values()];
+}
+
+/** A finding as a few lines: kind, how to reproduce it, what the case did, its bytes (cut at 600). */
+export function formatFinding(f: Finding, seed: number, total: number): string {
+  const hex = f.input.subarray(0, 600).toString("hex");
+  const printable = f.input
+    .subarray(0, 600)
+    .toString("latin1")
+    .replace(/[^\x20-\x7e]/g, ".");
+  return [
+    `- ${f.kind} (${total} case${total === 1 ? "" : "s"}); smallest: case ${f.caseIndex} [${f.category}], ${f.input.length} bytes`,
+    `  reproduce: FUZZ_SEED=${seed} FUZZ_ONLY=${f.caseIndex} npx vitest run test/reliability/fuzz.test.ts`,
+    `  detail: ${f.detail}`,
+    `  case: ${f.description.join(" | ").slice(0, 600)}`,
+    `  bytes (text): ${printable}${f.input.length > 600 ? " ..." : ""}`,
+    `  bytes (hex): ${hex}${f.input.length > 600 ? " ..." : ""}`,
+  ].join("\n");
+}
