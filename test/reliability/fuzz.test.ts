@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { eventually } from "../hub/support.js";
 import { runSeed } from "./fuzz/rng.js";
 import {
+  buildCase,
   type Finding,
   formatFinding,
   runStorm,
@@ -48,7 +49,9 @@ const VICTIM = "fuzz-victim";
 const ROUND_TRIP_BOUND_MS = 20_000;
 /** Growth allowed across the storm. */
 const RSS_BOUND_MB = 150;
-const HEAP_BOUND_MB = 32;
+/** Heap + external after a full GC is steady within ~1 MB across a clean storm; the storm sends ~15 MB of
+ * RETAIN publishes on unique topics per 600 cases, which a hub that keeps them cannot fit under this. */
+const HEAP_BOUND_MB = 8;
 /**
  * A connection stalled before its first complete request (HTTP head, MQTT CONNECT) must be closed by the
  * hub within this long. A body trickled after a complete head is left to the HTTP request timeout.
@@ -69,6 +72,7 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
   const counts: Record<string, number> = {};
   const findings: Finding[] = [];
   let ran = 0;
+  const spans: StormResult["spans"] = [];
   const wellBehaved: WellBehavedStats[] = [];
   let memoryBefore: { rssMb: number; heapMb: number };
   let memoryAfter: { rssMb: number; heapMb: number } | undefined;
@@ -154,9 +158,11 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
     });
   }
 
-  function merge(result: StormResult) {
+  /** Findings of cases that ended after `cutOff` (a crash) are dropped: the crash cut them short. */
+  function merge(result: StormResult, cutOff = Number.POSITIVE_INFINITY) {
     for (const [k, v] of Object.entries(result.counts)) counts[k] = (counts[k] ?? 0) + v;
-    findings.push(...result.findings);
+    findings.push(...result.findings.filter((f) => f.endedAt < cutOff));
+    spans.push(...result.spans);
     ran += result.ran;
   }
 
@@ -177,10 +183,12 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
 
   it("runs the storm while the SDK clients keep working", async () => {
     let remaining = ONLY !== undefined ? [ONLY] : Array.from({ length: CASES }, (_, i) => i);
-    const stallTimes = startStalledConnections(hub);
     const started = Date.now();
+    // Memory and stalled connections are judged on the last hub process (after the last restart, if any).
+    let stallTimes = startStalledConnections(hub);
     for (let restarts = 0; remaining.length > 0; restarts++) {
       const target = hub;
+      if (restarts > 0) stallTimes = startStalledConnections(target);
       const clients = await startClients();
       memoryBefore = await probeMemory();
       const startedCases = new Set<number>();
@@ -189,23 +197,28 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
       // moments are suspects too.
       const endedAt = new Map<number, number>();
       let suspects: number[] | undefined;
+      let exitSeenAt = Number.POSITIVE_INFINITY;
       void target.exited.then(() => {
-        const recent = [...endedAt].filter(([, at]) => Date.now() - at < 2000).map(([i]) => i);
+        exitSeenAt = Date.now();
+        const recent = [...endedAt]
+          .filter(([, at]) => exitSeenAt - at < 1000)
+          .sort((a, b) => b[1] - a[1])
+          .map(([i]) => i);
         suspects = [...new Set([...inFlight, ...recent])];
       });
-      merge(
-        await runStorm(world, remaining, {
-          alive: () => isAlive(target),
-          onCaseStart: (i) => {
-            startedCases.add(i);
-            inFlight.add(i);
-          },
-          onCaseDone: (i) => {
-            inFlight.delete(i);
-            endedAt.set(i, Date.now());
-          },
-        }),
-      );
+      const result = await runStorm(world, remaining, {
+        alive: () => isAlive(target),
+        onCaseStart: (i) => {
+          startedCases.add(i);
+          inFlight.add(i);
+        },
+        onCaseDone: (i) => {
+          inFlight.delete(i);
+          endedAt.set(i, Date.now());
+        },
+      });
+      // A dying hub closes every connection: findings of cases that ended around the exit are its echo.
+      merge(result, isAlive(target) ? Number.POSITIVE_INFINITY : Math.min(exitSeenAt, Date.now()) - 1000);
       remaining = remaining.filter((i) => !startedCases.has(i));
       const stats = await clients.stop();
       if (isAlive(target)) {
@@ -213,6 +226,7 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
         break;
       }
       // The clients' failures after a crash are its consequence, not separate findings.
+      await stallTimes(false);
       const exit = await target.exited;
       const output = target.output().split("\n").slice(-30).join("\n");
       await startHubProcess();
@@ -227,8 +241,8 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
       if (restarts >= MAX_RESTARTS) break;
     }
     stormMs = Date.now() - started;
-    stalled = await stallTimes();
-    if (isAlive(hub) && crashes.length === 0) memoryAfter = await probeMemory();
+    stalled = await stallTimes(true);
+    if (isAlive(hub)) memoryAfter = await probeMemory();
     if (isAlive(hub)) {
       const owner = serviceToken(hub);
       victimAfter = {
@@ -284,15 +298,26 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
       });
       return { r, s };
     });
-    return async () => {
-      await eventually(
-        () => (results.every(({ r }) => r.closedAfterMs !== undefined) ? true : undefined),
-        Math.max(0, STALL_BOUND_MS - (Date.now() - opened)),
-      ).catch(() => {});
+    return async (wait: boolean) => {
+      if (wait)
+        await eventually(
+          () => (results.every(({ r }) => r.closedAfterMs !== undefined) ? true : undefined),
+          Math.max(0, STALL_BOUND_MS - (Date.now() - opened)),
+        ).catch(() => {});
       for (const { s } of results) s.destroy();
-      // A crash closes everything: that says nothing about the hub's timers.
-      return crashes.length ? [] : results.map(({ r }) => ({ ...r }));
+      return results.map(({ r }) => ({ ...r }));
     };
+  }
+
+  /** What case `index` sends, in words, with its bytes. */
+  function describeCase(index: number): string {
+    const { protocol, c } = buildCase(world, index);
+    const bytes = protocol === "mqtt" ? Buffer.concat([c.first, c.second]) : c.bytes;
+    const text = bytes
+      .subarray(0, 400)
+      .toString("latin1")
+      .replace(/[^\x20-\x7e]/g, ".");
+    return `[${c.category}] ${c.description.join(" | ").slice(0, 400)}\n    bytes: ${text}`;
   }
 
   function findingsOf(kinds: (kind: string) => boolean): Finding[] {
@@ -313,8 +338,11 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
           seed: SEED,
           cases: ran,
           counts,
-          crashes,
-          pollution: pollutionLines(),
+          crashes: crashes.map((c) => ({
+            ...c,
+            culprits: c.culprits.map((i) => `${i}: ${describeCase(i)}`),
+          })),
+          pollution: namedPollution(),
           memoryBefore,
           memoryAfter,
           wellBehaved,
@@ -335,6 +363,22 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
     );
   }
 
+  /** Each pollution line with the case that planted it, or the cases running when the probe saw it. */
+  function namedPollution(): string[] {
+    return pollutionLines().map((line) => {
+      // The planted value names its case (tag fuzz-<seed>-<i>) when it survives; else the cases that were
+      // running when the probe saw it, those sending a pollution shape first.
+      const tag = /fuzz-\d+-(\d+)/.exec(line)?.[1];
+      if (tag) return `${line}\n  planted by case ${tag}`;
+      const at = Number(/seen at (\d+)/.exec(line)?.[1]);
+      const around = spans
+        .filter((s) => s.start <= at && s.end >= at - 150)
+        .sort((a, b) => Number(b.polluting) - Number(a.polluting))
+        .map((s) => `${s.index}${s.polluting ? " (pollution shape)" : ""}`);
+      return `${line}\n  cases running then: ${around.join(", ") || "(none)"}`;
+    });
+  }
+
   function pollutionLines(): string[] {
     return hubs.flatMap((h) =>
       h
@@ -350,7 +394,9 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
       .map(
         (c) =>
           `- exit ${c.exit}; cases in flight ${c.suspects.join(", ")}; replayed alone, these killed it: ` +
-          `${c.culprits.join(", ") || "(none alone)"} (FUZZ_SEED=${SEED} FUZZ_ONLY=<case>)\n${c.output}`,
+          `${c.culprits.join(", ") || "(none alone)"} (FUZZ_SEED=${SEED} FUZZ_ONLY=<case>)\n` +
+          c.culprits.map((i) => `  case ${i}: ${describeCase(i)}\n`).join("") +
+          c.output,
       )
       .join("\n");
     expect(crashes.length, text).toBe(0);
@@ -386,16 +432,15 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
 
   it("never lets a payload put a property on a built-in prototype", () => {
     const lines = pollutionLines();
-    const tags = lines.map((l) => /fuzz-\d+-(\d+)/.exec(l)?.[1]).filter(Boolean);
+    const named = namedPollution();
     expect(
       lines,
-      `${lines.join("\n")}\ncases named by the planted value: ${tags.join(", ") || "(none)"}; ` +
-        `a tag fuzz-${SEED}-<i> is case <i> (${tagOf(SEED, 0)} is case 0)`,
+      `${named.join("\n")}\nreproduce one with FUZZ_SEED=${SEED} FUZZ_ONLY=<case> (${tagOf(SEED, 0)} is case 0)`,
     ).toEqual([]);
   });
 
   it(`keeps memory bounded (RSS grows < ${RSS_BOUND_MB} MB, heap+external after GC < ${HEAP_BOUND_MB} MB)`, () => {
-    expect(memoryAfter, "not measured: the hub crashed during the storm").toBeDefined();
+    expect(memoryAfter, "not measured: the hub was not alive after the storm").toBeDefined();
     if (!memoryAfter) return;
     expect(memoryAfter.rssMb - memoryBefore.rssMb).toBeLessThan(RSS_BOUND_MB);
     expect(memoryAfter.heapMb - memoryBefore.heapMb).toBeLessThan(HEAP_BOUND_MB);
@@ -412,7 +457,6 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
   });
 
   it(`closes connections that stall in their first request within ${STALL_BOUND_MS / 1000} s`, () => {
-    expect(crashes.length, "not measured: the hub crashed during the storm").toBe(0);
     const open = stalled.filter((s) => s.closedAfterMs === undefined || s.closedAfterMs > STALL_BOUND_MS);
     expect(
       open.map((s) => s.what),

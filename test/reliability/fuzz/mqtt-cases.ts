@@ -148,6 +148,26 @@ export function mqttCase(rng: Rng, world: MqttWorld): MqttCase {
     description.push(what);
   }
 
+  // A burst of large RETAIN publishes on unique topics of the device's own telemetry: IoT Hub accepts the
+  // flag but keeps nothing ("Communicate with an IoT hub using the MQTT protocol": it does not support
+  // retained messages), so the hub's memory must not grow with them (the memory check sees this).
+  if (identity === "valid" && rng.chance(0.15)) {
+    const n = rng.int(4, 8);
+    for (let i = 0; i < n; i++) {
+      packets.push(
+        generate({
+          cmd: "publish",
+          topic: `devices/${self.id}/messages/events/retained-${world.tag}-${i}`,
+          payload: Buffer.alloc(rng.int(100_000, 200_000), 0x72),
+          qos: 0,
+          retain: true,
+          dup: false,
+        }),
+      );
+    }
+    description.push(`${n} large RETAIN publishes on unique telemetry topics`);
+  }
+
   let all = [safeGenerate(connect), ...packets];
   if (identity === "no-connect") {
     all = all.slice(1);

@@ -21,7 +21,9 @@ function checkPrototypes() {
       } catch {
         value = "?";
       }
-      process.stderr.write(`[fuzz-probe] polluted ${name}.prototype.${String(key)} = ${value}\n`);
+      process.stderr.write(
+        `[fuzz-probe] polluted ${name}.prototype.${String(key)} = ${value} (seen at ${Date.now()})\n`,
+      );
     }
   }
 }

@@ -13,6 +13,9 @@ import { exchange } from "./wire.js";
 
 export interface Finding extends Violation {
   caseIndex: number;
+  /** When the case ran (epoch ms): findings of cases cut short by a crash are its consequence. */
+  startedAt: number;
+  endedAt: number;
   category: string;
   description: string[];
   /** The case's input bytes (the CONNECT sequence or the HTTP request). */
@@ -21,6 +24,8 @@ export interface Finding extends Violation {
 
 export interface StormResult {
   counts: Record<string, number>;
+  /** When each case ran (epoch ms), to name the cases around an event the hub reports. */
+  spans: Array<{ index: number; start: number; end: number; polluting: boolean }>;
   findings: Finding[];
   /** Cases run (fewer than asked if the hub died). */
   ran: number;
@@ -70,6 +75,7 @@ export async function runStorm(
 ): Promise<StormResult> {
   const counts: Record<string, number> = {};
   const findings: Finding[] = [];
+  const spans: StormResult["spans"] = [];
   let ran = 0;
   const lanes = world.laneDevices.length;
   const lane = async (k: number) => {
@@ -77,6 +83,7 @@ export async function runStorm(
       if (index % lanes !== k) continue;
       if (!opts.alive()) return;
       opts.onCaseStart?.(index);
+      const startedAt = Date.now();
       const built = buildCase(world, index);
       const c = built.c;
       counts[c.category] = (counts[c.category] ?? 0) + 1;
@@ -92,13 +99,27 @@ export async function runStorm(
         violations = x.connectError ? [] : checkHttp(built.c, x, world.marker);
       }
       ran++;
+      spans.push({
+        index,
+        start: startedAt,
+        end: Date.now(),
+        polluting: c.description.some((d) => d.includes("pollution")),
+      });
       for (const v of violations)
-        findings.push({ ...v, caseIndex: index, category: c.category, description: c.description, input });
+        findings.push({
+          ...v,
+          caseIndex: index,
+          startedAt,
+          endedAt: Date.now(),
+          category: c.category,
+          description: c.description,
+          input,
+        });
       opts.onCaseDone?.(index);
     }
   };
   await Promise.all(Array.from({ length: lanes }, (_, k) => lane(k)));
-  return { counts, findings, ran };
+  return { counts, spans, findings, ran };
 }
 
 /** The smallest-input finding of each kind: the one to reproduce first. */
