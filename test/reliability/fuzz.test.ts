@@ -17,7 +17,7 @@ import {
   tagOf,
 } from "./fuzz/storm.js";
 import { startWellBehaved, type WellBehavedStats } from "./fuzz/well-behaved.js";
-import { rssKb } from "./fuzz/wire.js";
+import { exchange, rssKb } from "./fuzz/wire.js";
 import { type HubProcess, policy, rest, serviceToken, sleep, spawnHub } from "./support.js";
 
 /**
@@ -36,13 +36,13 @@ import { type HubProcess, policy, rest, serviceToken, sleep, spawnHub } from "./
  * - connections that stall mid-request are closed by the hub.
  *
  * FUZZ_SEED (number or "random"; default fixed), FUZZ_CASES (default 300), FUZZ_CONCURRENCY (default 6),
- * FUZZ_ONLY (one case index, to reproduce a finding), FUZZ_REPORT (a file to write the findings to as JSON).
+ * FUZZ_ONLY (case indices, comma-separated, to reproduce a finding), FUZZ_REPORT (a file to write the findings to as JSON).
  */
 
 const SEED = runSeed();
 const CASES = Number(process.env.FUZZ_CASES ?? 300);
 const CONCURRENCY = Number(process.env.FUZZ_CONCURRENCY ?? 6);
-const ONLY = process.env.FUZZ_ONLY === undefined ? undefined : Number(process.env.FUZZ_ONLY);
+const ONLY = process.env.FUZZ_ONLY === undefined ? undefined : process.env.FUZZ_ONLY.split(",").map(Number);
 const PROBE = resolve(import.meta.dirname, "fuzz/probe.mjs");
 const VICTIM = "fuzz-victim";
 /** Generous: a shared 2-core machine under a fuzz storm. */
@@ -166,29 +166,79 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
     ran += result.ran;
   }
 
-  /** Replays each suspect alone against a live hub; returns those that make it exit (restarting it after). */
+  /** Whether the hub answers a plain HTTPS request within `ms` (an event loop that is not stuck). */
+  async function responsive(target: HubProcess, ms: number): Promise<boolean> {
+    const x = await exchange(
+      target,
+      Buffer.from(
+        "GET /statistics/devices?api-version=2021-04-12 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+      ),
+      Buffer.alloc(0),
+      { idleMs: ms, maxMs: ms },
+    );
+    return x.received.subarray(0, 9).toString("latin1") === "HTTP/1.1 ";
+  }
+
+  /**
+   * Replays each suspect alone against a live hub; returns those that make it exit or stop answering
+   * (restarting it after).
+   */
   async function culpritsAmong(suspects: number[]): Promise<number[]> {
     const culprits: number[] = [];
-    for (const index of suspects.slice(0, 20)) {
+    for (const index of suspects.slice(0, 24)) {
       const target = hub;
       await runStorm(world, [index], { alive: () => isAlive(target) });
       await sleep(300);
-      if (!isAlive(target)) {
+      if (!isAlive(target) || !(await responsive(target, 10_000))) {
         culprits.push(index);
+        await target.kill("SIGKILL");
         await startHubProcess();
       }
     }
     return culprits;
   }
 
+  /**
+   * Pings the hub every few seconds during a round; two pings unanswered for 10 s in a row mean its event
+   * loop is stuck, which is a finding like a crash: the watchdog kills it so the storm can go on.
+   */
+  function watchdog(target: HubProcess, onStuck: (since: number) => void) {
+    let stopped = false;
+    const done = (async () => {
+      let lastOk = Date.now();
+      let misses = 0;
+      while (!stopped && isAlive(target)) {
+        const at = Date.now();
+        if (await responsive(target, 10_000)) {
+          lastOk = at;
+          misses = 0;
+        } else if (++misses >= 2 && isAlive(target) && !stopped) {
+          onStuck(lastOk);
+          await target.kill("SIGKILL");
+          return;
+        }
+        await sleep(2000);
+      }
+    })();
+    return async () => {
+      stopped = true;
+      await done;
+    };
+  }
+
   it("runs the storm while the SDK clients keep working", async () => {
-    let remaining = ONLY !== undefined ? [ONLY] : Array.from({ length: CASES }, (_, i) => i);
+    let remaining = ONLY ?? Array.from({ length: CASES }, (_, i) => i);
+    const retried = new Set<number>();
     const started = Date.now();
     // Memory and stalled connections are judged on the last hub process (after the last restart, if any).
     let stallTimes = startStalledConnections(hub);
+    let stallHub = hub;
     for (let restarts = 0; remaining.length > 0; restarts++) {
       const target = hub;
-      if (restarts > 0) stallTimes = startStalledConnections(target);
+      if (stallHub !== target) {
+        stallTimes = startStalledConnections(target);
+        stallHub = target;
+      }
       const clients = await startClients();
       memoryBefore = await probeMemory();
       const startedCases = new Set<number>();
@@ -198,6 +248,11 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
       const endedAt = new Map<number, number>();
       let suspects: number[] | undefined;
       let exitSeenAt = Number.POSITIVE_INFINITY;
+      let stuckSince: number | undefined;
+      const startedAt = new Map<number, number>();
+      const stopWatchdog = watchdog(target, (since) => {
+        stuckSince = since;
+      });
       void target.exited.then(() => {
         exitSeenAt = Date.now();
         const recent = [...endedAt]
@@ -209,17 +264,23 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
       const result = await runStorm(world, remaining, {
         alive: () => isAlive(target),
         onCaseStart: (i) => {
+          startedAt.set(i, Date.now());
           startedCases.add(i);
           inFlight.add(i);
         },
-        onCaseDone: (i) => {
+        onCaseDone: (i, reached) => {
           inFlight.delete(i);
-          endedAt.set(i, Date.now());
+          if (reached) endedAt.set(i, Date.now());
+          else startedAt.delete(i);
         },
       });
       // A dying hub closes every connection: findings of cases that ended around the exit are its echo.
       merge(result, isAlive(target) ? Number.POSITIVE_INFINITY : Math.min(exitSeenAt, Date.now()) - 1000);
-      remaining = remaining.filter((i) => !startedCases.has(i));
+      // Cases that never reached the hub run again on the next one (once).
+      const again = result.unreached.filter((i) => !retried.has(i));
+      for (const i of again) retried.add(i);
+      remaining = [...again, ...remaining.filter((i) => !startedCases.has(i))];
+      await stopWatchdog();
       const stats = await clients.stop();
       if (isAlive(target)) {
         wellBehaved.push(stats);
@@ -230,9 +291,20 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
       const exit = await target.exited;
       const output = target.output().split("\n").slice(-30).join("\n");
       await startHubProcess();
+      // A stuck hub: the suspects are the cases that started from shortly before its last answer on.
+      const since = stuckSince;
       const crash = {
-        exit: JSON.stringify(exit),
-        suspects: suspects ?? [],
+        exit:
+          since === undefined
+            ? JSON.stringify(exit)
+            : `stopped answering (event loop stuck for 20 s; killed by the watchdog)`,
+        suspects:
+          since === undefined
+            ? (suspects ?? [])
+            : [...startedAt]
+                .filter(([, at]) => at >= since - 1000)
+                .sort((a, b) => a[1] - b[1])
+                .map(([i]) => i),
         culprits: [] as number[],
         output,
       };
@@ -241,6 +313,8 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
       if (restarts >= MAX_RESTARTS) break;
     }
     stormMs = Date.now() - started;
+    // If the last round ended in a crash, the stalled connections are judged on the restarted hub.
+    if (stallHub !== hub) stallTimes = startStalledConnections(hub);
     stalled = await stallTimes(true);
     if (isAlive(hub)) memoryAfter = await probeMemory();
     if (isAlive(hub)) {

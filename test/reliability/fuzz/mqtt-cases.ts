@@ -150,11 +150,12 @@ export function mqttCase(rng: Rng, world: MqttWorld): MqttCase {
 
   // A burst of large RETAIN publishes on unique topics of the device's own telemetry: IoT Hub accepts the
   // flag but keeps nothing ("Communicate with an IoT hub using the MQTT protocol": it does not support
-  // retained messages), so the hub's memory must not grow with them (the memory check sees this).
+  // retained messages), so the hub's memory must not grow with them (the memory check sees this). They
+  // go first, so that a later forbidden packet does not end the connection before them.
   if (identity === "valid" && rng.chance(0.15)) {
     const n = rng.int(4, 8);
     for (let i = 0; i < n; i++) {
-      packets.push(
+      packets.unshift(
         generate({
           cmd: "publish",
           topic: `devices/${self.id}/messages/events/retained-${world.tag}-${i}`,

@@ -29,6 +29,8 @@ export interface StormResult {
   findings: Finding[];
   /** Cases run (fewer than asked if the hub died). */
   ran: number;
+  /** Cases that could not reach the hub (it was dead or stuck): to run again on the next hub. */
+  unreached: number[];
 }
 
 export interface StormWorld {
@@ -71,11 +73,17 @@ export function buildCase(world: StormWorld, index: number) {
 export async function runStorm(
   world: StormWorld,
   indices: readonly number[],
-  opts: { alive: () => boolean; onCaseStart?: (index: number) => void; onCaseDone?: (index: number) => void },
+  opts: {
+    alive: () => boolean;
+    onCaseStart?: (index: number) => void;
+    /** `reached`: the case got through the TLS handshake (else it is listed in `unreached`). */
+    onCaseDone?: (index: number, reached: boolean) => void;
+  },
 ): Promise<StormResult> {
   const counts: Record<string, number> = {};
   const findings: Finding[] = [];
   const spans: StormResult["spans"] = [];
+  const unreached: number[] = [];
   let ran = 0;
   const lanes = world.laneDevices.length;
   const lane = async (k: number) => {
@@ -86,18 +94,27 @@ export async function runStorm(
       const startedAt = Date.now();
       const built = buildCase(world, index);
       const c = built.c;
-      counts[c.category] = (counts[c.category] ?? 0) + 1;
       let violations: Violation[];
       let input: Buffer;
+      let connectError: string | undefined;
       if (built.protocol === "mqtt") {
         input = Buffer.concat([built.c.first, built.c.second]);
         const x = await exchange(world.hub, built.c.first, built.c.second);
-        violations = x.connectError ? [] : checkMqtt(built.c, x, world.marker);
+        connectError = x.connectError;
+        violations = connectError ? [] : checkMqtt(built.c, x, world.marker);
       } else {
         input = built.c.bytes;
         const x = await exchange(world.hub, built.c.bytes, Buffer.alloc(0));
-        violations = x.connectError ? [] : checkHttp(built.c, x, world.marker);
+        connectError = x.connectError;
+        violations = connectError ? [] : checkHttp(built.c, x, world.marker);
       }
+      // A case that never got through the TLS handshake (the hub dead or stuck) did not run.
+      if (connectError) {
+        unreached.push(index);
+        opts.onCaseDone?.(index, false);
+        continue;
+      }
+      counts[c.category] = (counts[c.category] ?? 0) + 1;
       ran++;
       spans.push({
         index,
@@ -115,11 +132,11 @@ export async function runStorm(
           description: c.description,
           input,
         });
-      opts.onCaseDone?.(index);
+      opts.onCaseDone?.(index, true);
     }
   };
   await Promise.all(Array.from({ length: lanes }, (_, k) => lane(k)));
-  return { counts, spans, findings, ran };
+  return { counts, spans, findings, ran, unreached };
 }
 
 /** The smallest-input finding of each kind: the one to reproduce first. */
