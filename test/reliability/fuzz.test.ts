@@ -449,7 +449,11 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
         .filter((s) => s.start <= at && s.end >= at - 150)
         .sort((a, b) => Number(b.polluting) - Number(a.polluting))
         .map((s) => `${s.index}${s.polluting ? " (pollution shape)" : ""}`);
-      return `${line}\n  cases running then: ${around.join(", ") || "(none)"}`;
+      const shaped = spans.filter((s) => s.start <= at && s.end >= at - 150 && s.polluting).slice(0, 3);
+      return (
+        `${line}\n  cases running then: ${around.join(", ") || "(none)"}` +
+        shaped.map((s) => `\n  case ${s.index}: ${describeCase(s.index)}`).join("")
+      );
     });
   }
 
