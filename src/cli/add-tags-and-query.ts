@@ -1,6 +1,14 @@
 #!/usr/bin/env node
 import { loadServiceConfig, parseInteger, parseName, parseSeconds } from "../config/index.js";
-import { addCommonOptions, type CommonFlags, newProgram, runCli, writeErr } from "./common.js";
+import {
+  addCommonOptions,
+  type CommonFlags,
+  logSettings,
+  newProgram,
+  numberOption,
+  runCli,
+  writeErr,
+} from "./common.js";
 
 interface Flags extends CommonFlags {
   device?: string;
@@ -27,22 +35,32 @@ const program = addCommonOptions(
     .option("--plant <name>", "plant written to tags.location.plant and queried", "Redmond43")
     .option("--region <name>", "region written to tags.location.region", "US")
     .option("--connectivity <type>", "connectivity type the second query looks for", "cellular")
-    .option("--page-size <n>", "devices per query page (continuation pages are always followed)")
+    .option("--page-size <n>", "devices per query page, 1 to 1000 (default: the hub's; all pages are read)")
     .option("--no-update", "only query; do not change the twin")
-    .option(
-      "--wait <seconds>",
-      "poll up to this long until the queries show the update (queries are eventually consistent on Azure)",
-      "0",
+    .addOption(
+      numberOption(
+        "--wait <seconds>",
+        "poll up to this long (0 to 3600) until the queries show the update (Azure's are eventually consistent)",
+        "0",
+      ),
     )
-    .option("--timeout <seconds>", "give up on any single call to the hub after this long", "30"),
+    .addOption(
+      numberOption(
+        "--timeout <seconds>",
+        "give up on any single call to the hub after this long (0.1 to 3600)",
+        "30",
+      ),
+    ),
 ).addHelpText(
   "after",
   `
-Settings (flags > environment > .env file > defaults):
-  IOTHUB_CONNECTION_STRING   service connection string (policy with registry read + service connect)
-  IOTHUB_DEVICE_ID           device to tag (optional)
-  IOTHUB_CA_FILE             extra CA to trust, for the local hub (optional)
+Settings (flags > environment variables > env file > defaults):
+  IOTHUB_CONNECTION_STRING         service connection string (a policy with registry read + service connect)
+  IOTHUB_DEVICE_ID                 device to tag (optional)
+  IOTHUB_DEVICE_CONNECTION_STRING  only its DeviceId is used, when IOTHUB_DEVICE_ID is not set (optional)
+  IOTHUB_CA_FILE                   extra CA to trust, for the local hub (optional)
 
+Run it in the project folder (where .env is), after npm install.
 Exit codes: 0 success, 1 hub or runtime failure, 2 usage or configuration error.`,
 );
 
@@ -72,12 +90,18 @@ await runCli<Flags>(program, async (flags, setContext) => {
     hostName: connection.hostName,
     variable: "IOTHUB_CONNECTION_STRING",
     deviceId,
+    ca: config.ca ? { file: config.ca.file, setting: config.ca.setting } : undefined,
   });
-  log?.(`Settings file: ${config.envFile ?? "(none)"}`);
-  log?.(
-    `Hub: ${connection.hostName}, policy ${connection.sharedAccessKeyName}${config.ca ? `, trusting ${config.ca.file}` : ""}`,
-  );
-  log?.(`Device: ${deviceId} (${config.deviceIdOrigin})`);
+  if (log) {
+    logSettings(log, program, config.sources, {
+      plant: "--plant",
+      region: "--region",
+      connectivity: "--connectivity",
+      pageSize: "--page-size",
+      wait: "--wait",
+      timeout: "--timeout",
+    });
+  }
 
   const [{ createRegistry }, { addTagsAndQuery }] = await Promise.all([
     import("../sdk/index.js"),
@@ -123,8 +147,8 @@ await runCli<Flags>(program, async (flags, setContext) => {
     ];
     if (result.updated) {
       lines.push(
-        `Updated the twin of ${result.updated.deviceId}: tags.location = ${JSON.stringify({ region, plant })}, ` +
-          `desired location = ${JSON.stringify(plant)} (twin version ${result.updated.version})`,
+        `Updated the twin of ${result.updated.deviceId} to version ${result.updated.version}:`,
+        `  tags.location = ${JSON.stringify({ region, plant })}, desired location = ${JSON.stringify(plant)}`,
       );
     }
     lines.push(`Devices in ${plant}: ${list(result.inPlant)}`);

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
-import { Command, CommanderError } from "commander";
-import { ConfigError, EXIT_RUNTIME, EXIT_USAGE } from "../config/index.js";
+import { Command, CommanderError, Option } from "commander";
+import { ConfigError, EXIT_RUNTIME, EXIT_USAGE, type SettingSource } from "../config/index.js";
 import { describeFailure, type FailureContext } from "../sdk/errors.js";
 
 /**
@@ -29,6 +29,11 @@ export function newProgram(name: string, description: string): Command {
     .exitOverride();
 }
 
+/** An option with a numeric default, shown in `--help` as a number: `(default: 30)`. */
+export function numberOption(flags: string, description: string, defaultValue: string): Option {
+  return new Option(flags, description).default(defaultValue, defaultValue);
+}
+
 /** Options every tool has. */
 export interface CommonFlags {
   verbose?: boolean;
@@ -42,7 +47,32 @@ export function addCommonOptions(program: Command): Command {
     .option("--env-file <path>", "read settings from this dotenv file instead of ./.env")
     .option("--ca-file <path>", "PEM file of an extra CA to trust (overrides IOTHUB_CA_FILE)")
     .option("--json", "print the result as JSON on stdout")
-    .option("--verbose", "print progress and, on failure, the details and stack trace");
+    .option("--verbose", "print each setting and where it came from, progress, and stack traces on failure");
+}
+
+/**
+ * `--verbose`: every setting with where its value came from (flag, environment variable, env file, default).
+ * Connection strings are shown without their key.
+ */
+export function logSettings(
+  log: (line: string) => void,
+  program: Command,
+  sources: SettingSource[],
+  flags: Record<string, string>,
+): void {
+  log("Settings (flags > environment variables > env file > defaults):");
+  const rows: SettingSource[] = [...sources];
+  for (const [key, flag] of Object.entries(flags)) {
+    const value = program.getOptionValue(key);
+    const origin = program.getOptionValueSource(key);
+    rows.push({
+      name: flag,
+      source: origin === "cli" ? "flag" : origin === "default" ? "default" : "not set",
+      shown: value === undefined ? "-" : String(value),
+    });
+  }
+  const width = Math.max(...rows.map((r) => r.name.length));
+  for (const row of rows) log(`  ${row.name.padEnd(width)}  ${row.shown}  [${row.source}]`);
 }
 
 export function writeErr(line: string): void {

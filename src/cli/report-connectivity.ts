@@ -1,8 +1,17 @@
 #!/usr/bin/env node
 import { loadDeviceConfig, parseName, parseSeconds } from "../config/index.js";
 import type { DesiredUpdate } from "../device/report-connectivity.js";
-import { describeFailure } from "../sdk/errors.js";
-import { addCommonOptions, type CommonFlags, newProgram, runCli, writeErr } from "./common.js";
+import { TakeoverDetector } from "../device/takeover.js";
+import { describeFailure, TakenOverError, TimeoutError } from "../sdk/errors.js";
+import {
+  addCommonOptions,
+  type CommonFlags,
+  logSettings,
+  newProgram,
+  numberOption,
+  runCli,
+  writeErr,
+} from "./common.js";
 
 interface Flags extends CommonFlags {
   type: string;
@@ -18,16 +27,24 @@ const program = addCommonOptions(
   )
     .option("--type <name>", "connectivity type to report", "cellular")
     .option("--once", "exit right after the hub acknowledges the report")
-    .option("--timeout <seconds>", "give up on connecting or on an acknowledgement after this long", "30"),
+    .addOption(
+      numberOption(
+        "--timeout <seconds>",
+        "give up on connecting, or on an acknowledgement, after this long (0.1 to 3600)",
+        "30",
+      ),
+    ),
 ).addHelpText(
   "after",
   `
-Settings (flags > environment > .env file > defaults):
-  IOTHUB_DEVICE_CONNECTION_STRING   the device's connection string
-  IOTHUB_CA_FILE                    extra CA to trust, for the local hub (optional)
+Settings (flags > environment variables > env file > defaults):
+  IOTHUB_DEVICE_CONNECTION_STRING  the device's connection string
+  IOTHUB_CA_FILE                   extra CA to trust, for the local hub (optional)
 
 With --json: one JSON object (with --once), or one JSON object per line: the report, then each desired update.
-Exit codes: 0 success (also when stopped with Ctrl-C or SIGTERM), 1 hub or runtime failure, 2 usage or configuration error.`,
+Run it in the project folder (where .env is), after npm install.
+Exit codes: 0 success (also when stopped with Ctrl-C or SIGTERM), 1 hub or runtime failure, 2 usage or configuration error.
+(Through npx, the shell shows 130 after Ctrl-C: npx reports the interrupt it received too.)`,
 );
 
 function show(properties: Record<string, unknown>): string {
@@ -46,12 +63,10 @@ await runCli<Flags>(program, async (flags, setContext) => {
     hostName: connection.hostName,
     variable: "IOTHUB_DEVICE_CONNECTION_STRING",
     deviceId: connection.deviceId,
+    ca: config.ca ? { file: config.ca.file, setting: config.ca.setting } : undefined,
   };
   setContext(context);
-  log?.(`Settings file: ${config.envFile ?? "(none)"}`);
-  log?.(
-    `Hub: ${connection.hostName}, device ${connection.deviceId}${config.ca ? `, trusting ${config.ca.file}` : ""}`,
-  );
+  if (log) logSettings(log, program, config.sources, { type: "--type", timeout: "--timeout" });
 
   // Stop on Ctrl-C / SIGTERM, also while still connecting; a second signal leaves at once.
   let stop: (reason: "signal" | Error) => void = () => {};
@@ -81,6 +96,9 @@ await runCli<Flags>(program, async (flags, setContext) => {
   };
 
   let lastWarning = { message: "", at: 0 };
+  // Two apps with the same device ID knock each other off: detect it and say so instead of fighting for ever.
+  const takeover = new TakeoverDetector();
+  let warned = false;
   const starting = reportConnectivity(client, {
     deviceId: connection.deviceId,
     type,
@@ -89,16 +107,35 @@ await runCli<Flags>(program, async (flags, setContext) => {
     onDesiredUpdate,
     onConnectionLost: (error) => stop(error),
     onRetry: (error) => {
+      if (takeover.dropped()) {
+        stop(new TakenOverError(takeover.recentDrops, 30));
+        return;
+      }
       // One warning per cause and half-minute: the SDK retries with back-off for up to four minutes.
       const { message } = describeFailure(error, context);
       const now = Date.now();
       if (message === lastWarning.message && now - lastWarning.at < 30_000) return;
       lastWarning = { message, at: now };
       writeErr(`warning: ${message} Reconnecting...`);
+      warned = true;
+    },
+    onReconnected: () => {
+      takeover.connected();
+      if (warned) writeErr("Reconnected.");
+      warned = false;
     },
     log,
   });
-  const first = await Promise.race([starting, stopped]);
+  let first: Awaited<typeof starting> | "signal" | Error;
+  try {
+    first = await Promise.race([starting, stopped]);
+  } catch (error) {
+    // A start-up that stalled after the connection was closed right after connecting: the other client with
+    // this device ID interrupted it (the SDK does not always resume an interrupted twin request).
+    if (error instanceof TimeoutError && takeover.recentDrops > 0)
+      throw new TakenOverError(takeover.recentDrops, 30, error);
+    throw error;
+  }
   if (first === "signal") {
     // Stopped before the report was acknowledged: close whatever was opened and leave quietly.
     starting.then((session) => session.close()).catch(() => {});

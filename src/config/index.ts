@@ -16,6 +16,14 @@ export {
   loadDeviceConfig,
   loadServiceConfig,
   type ServiceConfig,
+  type SettingSource,
 } from "./load.js";
 export { parseInteger, parseName, parseSeconds } from "./options.js";
-export { loadSettings, type Settings, type SettingValue, VARIABLES, type VariableName } from "./settings.js";
+export {
+  describeOrigin,
+  loadSettings,
+  type Settings,
+  type SettingValue,
+  VARIABLES,
+  type VariableName,
+} from "./settings.js";

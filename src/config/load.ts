@@ -1,4 +1,6 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
 import {
   checkDeviceId,
   type DeviceConnectionString,
@@ -10,6 +12,7 @@ import {
 } from "./connection-string.js";
 import { ConfigError } from "./errors.js";
 import {
+  describeOrigin,
   loadSettings,
   resolveSettingPath,
   type Settings,
@@ -29,6 +32,8 @@ export interface CaConfig {
   file: string;
   /** Its contents. */
   pem: string;
+  /** The setting it came from: `IOTHUB_CA_FILE` or `--ca-file`. */
+  setting: string;
 }
 
 export interface LoadOptions {
@@ -48,21 +53,75 @@ export interface ServiceConfig {
   deviceIdOrigin: string;
   ca: CaConfig | undefined;
   envFile: string | undefined;
+  /** Each setting read and where it came from, for `--verbose`. */
+  sources: SettingSource[];
 }
 
 export interface DeviceConfig {
   connection: DeviceConnectionString;
   ca: CaConfig | undefined;
   envFile: string | undefined;
+  /** Each setting read and where it came from, for `--verbose`. */
+  sources: SettingSource[];
 }
 
+/** A value's label for messages; an environment variable is only called out when it hides the env file's value. */
 function label(name: string, setting: SettingValue | undefined): ValueLabel {
-  return setting && setting.origin !== "the environment" ? { name, origin: setting.origin } : { name };
+  if (!setting) return { name };
+  if (setting.origin === "the environment" && !setting.overrides) return { name };
+  return { name, origin: describeOrigin(setting) };
 }
 
-function notSetHint(settings: Settings, name: VariableName, base: string): string {
+/** One setting and where its value came from, for `--verbose` (never the value of a key). */
+export interface SettingSource {
+  name: string;
+  /** `--flag`, `an environment variable`, `<env file path>`, `default`, `not set`. */
+  source: string;
+  /** What is safe to show: a connection string without its key, a path, an ID. */
+  shown: string;
+}
+
+export function settingSource(name: string, setting: SettingValue | undefined, shown: string): SettingSource {
+  if (!setting) return { name, source: "not set", shown };
+  if (setting.origin !== "the environment") return { name, source: `env file ${setting.origin}`, shown };
+  const source = setting.overrides
+    ? `environment variable (overrides the value in ${setting.overrides})`
+    : "environment variable";
+  return { name, source, shown };
+}
+
+/** The folder holding this project's package.json (two levels above src/config or dist/config). */
+const PROJECT_DIR = fileURLToPath(new URL("../..", import.meta.url)).replace(/[\\/]$/, "");
+
+function notSetHint(settings: Settings, name: VariableName, base: string, cwd: string): string {
   const lookalike = settings.lookalikeHint(name);
-  return lookalike ? `${lookalike} ${base}` : base;
+  if (lookalike) return `${lookalike} ${base}`;
+  // No env file was found: most often the tool was run outside the project folder, where .env lives.
+  const inProject = relative(PROJECT_DIR, cwd) === "";
+  if (settings.envFile === undefined && !inProject && existsSync(join(PROJECT_DIR, "package.json"))) {
+    return (
+      `There is no .env in ${cwd}: the tools read ./.env from the folder they run in. Run them in the project ` +
+      `folder (cd ${PROJECT_DIR}), or pass --env-file <path>.`
+    );
+  }
+  return base;
+}
+
+function caSource(settings: Settings, caFlag: string | undefined, ca: CaConfig | undefined): SettingSource {
+  if (caFlag !== undefined) return { name: "IOTHUB_CA_FILE", source: "--ca-file", shown: ca?.file ?? caFlag };
+  return settingSource(
+    "IOTHUB_CA_FILE",
+    settings.get("IOTHUB_CA_FILE"),
+    ca?.file ?? "(none: only the usual CAs)",
+  );
+}
+
+function envFileSource(settings: Settings, explicit: string | undefined): SettingSource {
+  return {
+    name: "env file",
+    source: explicit !== undefined ? "--env-file" : "default (./.env)",
+    shown: settings.envFile ?? "(none found)",
+  };
 }
 
 function readCa(settings: Settings, caFlag: string | undefined, cwd: string): CaConfig | undefined {
@@ -82,6 +141,7 @@ function readCa(settings: Settings, caFlag: string | undefined, cwd: string): Ca
   }
   if (!setting) return undefined;
   const where = caFlag !== undefined ? { name } : label(name, setting);
+  const fromEnvFile = setting.file !== undefined;
   const shown = where.origin ? `${name} (from ${where.origin})` : name;
   const cleaned = stripCopyPasteNoise(setting.value, where, "Set it to the path of a PEM file.");
   const file = resolveSettingPath({ ...setting, value: cleaned }, cwd);
@@ -98,7 +158,10 @@ function readCa(settings: Settings, caFlag: string | undefined, cwd: string): Ca
           : `${shown}: cannot read ${file} (${code ?? "error"}).`,
       {
         setting: name,
-        hint: "For the local hub, start it once (npm start, or npx local-hub) so that it writes .local-hub/ca.pem; for Azure IoT Hub, leave IOTHUB_CA_FILE unset.",
+        hint:
+          "For the local hub, run `npx local-hub` in the project folder: it writes .local-hub/ca.pem there and prints " +
+          `its path on the 'trust:' line; point ${name} at that file${fromEnvFile ? " (a relative path is read from the env file's folder)" : ""}. ` +
+          "(`npm start` runs a temporary hub and writes no ca.pem.) For Azure IoT Hub, leave IOTHUB_CA_FILE unset.",
       },
     );
   }
@@ -108,7 +171,7 @@ function readCa(settings: Settings, caFlag: string | undefined, cwd: string): Ca
       hint: "It must contain a '-----BEGIN CERTIFICATE-----' block: the CA certificate of the hub (for the local hub, .local-hub/ca.pem).",
     });
   }
-  return { file, pem };
+  return { file, pem, setting: name };
 }
 
 /** Configuration for the back-end tool (add-tags-and-query). */
@@ -124,6 +187,7 @@ export function loadServiceConfig(options: LoadOptions & { deviceId?: string } =
         settings,
         "IOTHUB_CONNECTION_STRING",
         "Copy .env.example to .env for the local hub, or set it to your IoT hub's connection string for a policy with registry read and service connect permissions.",
+        cwd,
       ),
     });
   }
@@ -145,25 +209,36 @@ export function loadServiceConfig(options: LoadOptions & { deviceId?: string } =
       const where = label("IOTHUB_DEVICE_ID", idSetting);
       deviceId = stripCopyPasteNoise(idSetting.value, where, "Set it to the device's ID, e.g. myDeviceId.");
       checkDeviceId(where, deviceId);
-      deviceIdOrigin = `IOTHUB_DEVICE_ID in ${idSetting.origin}`;
+      deviceIdOrigin = `IOTHUB_DEVICE_ID, ${describeOrigin(idSetting)}`;
     } else if (deviceSetting) {
       deviceId = parseDeviceConnectionString(
         deviceSetting.value,
         label("IOTHUB_DEVICE_CONNECTION_STRING", deviceSetting),
       ).deviceId;
-      deviceIdOrigin = `DeviceId of IOTHUB_DEVICE_CONNECTION_STRING in ${deviceSetting.origin}`;
+      deviceIdOrigin = `DeviceId of IOTHUB_DEVICE_CONNECTION_STRING, ${describeOrigin(deviceSetting)}`;
     } else {
       deviceId = DEFAULT_DEVICE_ID;
       deviceIdOrigin = "default";
     }
   }
 
+  const ca = readCa(settings, options.caFile, cwd);
   return {
     connection,
     deviceId,
     deviceIdOrigin,
-    ca: readCa(settings, options.caFile, cwd),
+    ca,
     envFile: settings.envFile,
+    sources: [
+      envFileSource(settings, options.envFile),
+      settingSource(
+        "IOTHUB_CONNECTION_STRING",
+        serviceSetting,
+        `HostName=${connection.hostName};SharedAccessKeyName=${connection.sharedAccessKeyName} (key not shown)`,
+      ),
+      { name: "device ID", source: deviceIdOrigin, shown: deviceId },
+      caSource(settings, options.caFile, ca),
+    ],
   };
 }
 
@@ -179,6 +254,7 @@ export function loadDeviceConfig(options: LoadOptions = {}): DeviceConfig {
         settings,
         "IOTHUB_DEVICE_CONNECTION_STRING",
         "Copy .env.example to .env for the local hub, or set it to your device's primary connection string (Azure portal: IoT hub > Devices > your device).",
+        cwd,
       ),
     });
   }
@@ -186,5 +262,19 @@ export function loadDeviceConfig(options: LoadOptions = {}): DeviceConfig {
     deviceSetting.value,
     label("IOTHUB_DEVICE_CONNECTION_STRING", deviceSetting),
   );
-  return { connection, ca: readCa(settings, options.caFile, cwd), envFile: settings.envFile };
+  const ca = readCa(settings, options.caFile, cwd);
+  return {
+    connection,
+    ca,
+    envFile: settings.envFile,
+    sources: [
+      envFileSource(settings, options.envFile),
+      settingSource(
+        "IOTHUB_DEVICE_CONNECTION_STRING",
+        deviceSetting,
+        `HostName=${connection.hostName};DeviceId=${connection.deviceId} (key not shown)`,
+      ),
+      caSource(settings, options.caFile, ca),
+    ],
+  };
 }

@@ -40,6 +40,8 @@ export interface SettingValue {
   origin: string;
   /** Set when the value came from an env file: its absolute path (relative paths resolve against its folder). */
   file?: string;
+  /** Set when the value came from the environment while the env file sets the variable too: that file. */
+  overrides?: string;
 }
 
 export interface Settings {
@@ -130,8 +132,11 @@ export function loadSettings(options: SettingsOptions = {}): Settings {
 
   const get = (name: string): SettingValue | undefined => {
     const fromEnv = env[name];
-    if (fromEnv !== undefined && fromEnv.trim() !== "") return { value: fromEnv, origin: "the environment" };
     const fromFile = fileValues?.[name];
+    if (fromEnv !== undefined && fromEnv.trim() !== "") {
+      const shadowed = fromFile !== undefined && fromFile.trim() !== "";
+      return { value: fromEnv, origin: "the environment", ...(shadowed ? { overrides: envFilePath } : {}) };
+    }
     if (fromFile !== undefined && fromFile.trim() !== "") {
       return { value: fromFile, origin: envFilePath, file: envFilePath };
     }
@@ -162,4 +167,15 @@ export function loadSettings(options: SettingsOptions = {}): Settings {
 /** Resolves a path from a setting: relative to its env file's folder when it came from one, else to `cwd`. */
 export function resolveSettingPath(setting: SettingValue, cwd: string = process.cwd()): string {
   return resolve(setting.file ? dirname(setting.file) : cwd, setting.value.trim());
+}
+
+/**
+ * Where a setting's value came from, in words, for `--verbose` and error messages: `an environment variable`,
+ * `an exported environment variable, which overrides the value in <file>`, or `<file>`.
+ */
+export function describeOrigin(setting: SettingValue): string {
+  if (setting.origin !== "the environment") return setting.origin;
+  return setting.overrides
+    ? `an exported environment variable, which overrides the value in ${setting.overrides}`
+    : "an environment variable";
 }

@@ -41,6 +41,8 @@ export interface ReportOptions {
   onConnectionLost?: (error: Error) => void;
   /** Called when the SDK is about to retry after a transient failure (typically: reconnecting). */
   onRetry?: (error: Error) => void;
+  /** Called each time the SDK has connected again after the connection dropped. */
+  onReconnected?: () => void;
   log?: (line: string) => void;
 }
 
@@ -129,6 +131,13 @@ export async function reportConnectivity(
     client.setRetryPolicy(retryPolicy(options.onRetry));
     log?.(`Connecting as ${deviceId} over MQTT...`);
     await withTimeout(client.open(), timeoutSeconds, "Connecting to the hub");
+    // Every later "connect" is the SDK connecting again by itself, also while the steps below still run.
+    let reconnected: (() => void) | undefined;
+    client.on("connect", () => {
+      if (closed) return;
+      options.onReconnected?.();
+      reconnected?.();
+    });
     // The SDK reconnects by itself (for up to 4 minutes); this fires when it gave up. It passes a
     // results.Disconnected object whose transportObj is the error, not an Error.
     client.on("disconnect", (result?: unknown) => {
@@ -179,13 +188,12 @@ export async function reportConnectivity(
       // IoT Hub does not replay desired updates made while a device was disconnected: once the SDK has
       // reconnected by itself, read the twin again. The full read reaches the listener above, which passes
       // it on only when its version is newer than the last one seen.
-      client.on("connect", () => {
-        if (closed) return;
+      reconnected = () => {
         log?.("Reconnected: reading the twin again for desired updates made meanwhile.");
         withTimeout(twin.get(), timeoutSeconds, "Reading the device twin after reconnecting").catch((error) =>
           log?.((error as Error).message),
         );
-      });
+      };
     }
     return {
       deviceId,

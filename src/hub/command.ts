@@ -1,6 +1,7 @@
-import { readFileSync } from "node:fs";
-import { chmod, rename, writeFile } from "node:fs/promises";
-import { relative, resolve } from "node:path";
+import { randomBytes } from "node:crypto";
+import { constants, readFileSync } from "node:fs";
+import { open, rename, rm } from "node:fs/promises";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { DEV_POLICIES, type SharedAccessPolicy, validatePolicies } from "./auth/credentials.js";
 import { DEFAULT_DATA_DIR, type RunningHub, startHub } from "./index.js";
 
@@ -33,7 +34,9 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
     const e = error as NodeJS.ErrnoException;
     if (e.code === "EADDRINUSE")
       throw new Error(
-        `port ${flags.standardPorts ? "443 or 8883" : flags.port} is already in use: stop what uses it, or pick another with --port (0 picks a free one)`,
+        `port ${flags.standardPorts ? "443 or 8883" : flags.port} is already in use: if it is another local-hub, ` +
+          "use it (its terminal shows its connection strings) or stop it; otherwise stop what uses the port, or " +
+          "pick another with --port (0 picks a free one)",
       );
     if (e.code === "EACCES")
       throw new Error(
@@ -50,18 +53,18 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
   out(
     `local-hub listening on ${hub.hostName} (HTTPS REST and MQTT over TLS${flags.standardPorts ? " on ports 443 and 8883" : ""})`,
   );
-  out(`  data:   ${hub.dataDir ?? "in memory (nothing is kept after stop)"}`);
-  out(`  trust:  ${hub.caFile}   (set IOTHUB_CA_FILE to this file)`);
-  out(`  service connection string (iothubowner):`);
-  out(`    ${shown(hub.serviceConnectionString)}`);
-  out(`  device connection string (myDeviceId):`);
+  out(`data:   ${hub.dataDir ?? "in memory (nothing is kept after stop)"}`);
+  out(`trust:  ${hub.caFile}   (set IOTHUB_CA_FILE to this file)`);
+  out(`service connection string (iothubowner):`);
+  out(`  ${shown(hub.serviceConnectionString)}`);
+  out(`device connection string (myDeviceId):`);
   try {
-    out(`    ${shown(hub.deviceConnectionString())}`);
+    out(`  ${shown(hub.deviceConnectionString())}`);
   } catch {
-    out("    (myDeviceId is not registered in this hub)");
+    out("  (myDeviceId is not registered in this hub)");
   }
   if (policies === DEV_POLICIES)
-    out("  These are the well-known development keys: fine on your machine, never for anything shared.");
+    out("These are the well-known development keys: fine on your machine, never for anything shared.");
   // Handlers go in before the env file appears: whoever waits for that file may signal us at once.
   const shutdown = (signal: string) => {
     out(`\n${signal}: stopping local-hub`);
@@ -74,16 +77,37 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
   process.once("SIGTERM", () => shutdown("SIGTERM"));
   if (flags.writeEnv) {
     const file = resolve(flags.writeEnv);
-    // Written whole, then renamed into place, so a reader never sees half a file.
-    const partial = `${file}.${process.pid}.tmp`;
-    await writeFile(partial, hub.envFile(), { mode: 0o600 });
-    await chmod(partial, 0o600);
-    await rename(partial, file);
-    out(`  wrote ${relative(process.cwd(), file) || file}`);
+    await writeSecretFile(file, hub.envFile());
+    out(`wrote ${relative(process.cwd(), file) || file}`);
   }
   out("Press Ctrl-C to stop.");
 
   return hub;
+}
+
+/**
+ * Writes a file holding keys: to a new temporary file with an unpredictable name, created exclusively (O_EXCL:
+ * never an existing file, never through a symlink) and owner-only, then renamed into place. rename(2) replaces
+ * whatever is at the destination, a symlink included, without following it; a reader never sees half a file.
+ */
+async function writeSecretFile(file: string, text: string): Promise<void> {
+  const partial = join(dirname(file), `.${basename(file)}.${randomBytes(8).toString("hex")}.tmp`);
+  const handle = await open(partial, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  let written = false;
+  try {
+    await handle.writeFile(text);
+    await handle.chmod(0o600);
+    written = true;
+  } finally {
+    await handle.close();
+    if (!written) await rm(partial, { force: true });
+  }
+  try {
+    await rename(partial, file);
+  } catch (error) {
+    await rm(partial, { force: true });
+    throw error;
+  }
 }
 
 function readKeysFile(file: string): SharedAccessPolicy[] {

@@ -27,6 +27,7 @@ export const errors = {
   badRequest: (message: string) => new HubError(400, ERROR_CODES.argumentInvalid, message),
   badQuery: (message: string) => new HubError(400, ERROR_CODES.sqlQueryInvalid, message),
   badContinuation: (message: string) => new HubError(400, ERROR_CODES.invalidContinuationToken, message),
+  badApiVersion: (message: string) => new HubError(400, ERROR_CODES.invalidProtocolVersion, message),
   unauthorized: (message: string) => new HubError(401, ERROR_CODES.iotHubUnauthorizedAccess, message),
   deviceNotFound: (deviceId: string) =>
     new HubError(

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -5,9 +6,11 @@ import { join, resolve } from "node:path";
 import { Authorizer } from "./auth/authorizer.js";
 import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
 import { createTlsListener } from "./listener.js";
+import { escapeForLog } from "./log.js";
 import { createMqttFrontend } from "./mqtt/broker.js";
 import { DeviceRegistry } from "./registry.js";
 import { createRestApi } from "./rest/server.js";
+import { removeHolder, writeHolder } from "./store/lock.js";
 import { SqliteStore } from "./store/sqlite.js";
 import { ensureCertificates } from "./tls/certs.js";
 
@@ -64,9 +67,11 @@ export interface RunningHub {
 }
 
 export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
-  const log = options.quiet
+  const sink = options.quiet
     ? () => {}
     : (options.log ?? ((line: string) => console.log(`[local-hub] ${line}`)));
+  // Every line passes the one escaping function: client-chosen text cannot forge lines (see log.ts).
+  const log = (line: string) => sink(escapeForLog(line));
   const policies = options.policies ?? DEV_POLICIES;
   const dataDir = options.inMemory ? undefined : resolve(options.dataDir ?? DEFAULT_DATA_DIR);
   const certDir = dataDir ?? mkdtempSync(join(tmpdir(), "local-hub-"));
@@ -79,8 +84,15 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     );
   }
   const names = LOCAL_NAMES.includes(name) ? LOCAL_NAMES : [...LOCAL_NAMES, name];
-  const certs = await ensureCertificates(certDir, names);
+  // The store first: it takes the data folder's lock, before anything in the folder (certificates) is touched.
   const store = new SqliteStore(dataDir, options.durability);
+  let certs: Awaited<ReturnType<typeof ensureCertificates>>;
+  try {
+    certs = await ensureCertificates(certDir, names);
+  } catch (error) {
+    store.close();
+    throw error;
+  }
   const ports: number[] = [];
   const isOurHost = (audience: string) => {
     const m = /^(\[[^\]]*\]|[^:]+|::1)(?::(\d+))?$/.exec(audience.toLowerCase());
@@ -97,13 +109,46 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     desiredChanged: (id, patch, version) => mqtt?.pushDesired(id, patch, version),
     deviceRevoked: (id) => mqtt?.disconnect(id),
   });
+  // The tutorial device gets the public development key only alongside the public development policies; with
+  // your own policies (--keys-file) it gets generated keys, and a key left public by an earlier run is replaced.
+  const devKeys = policies === DEV_POLICIES;
   if (registry.size === 0) {
-    registry.create(TUTORIAL_DEVICE.deviceId, {
-      authentication: {
-        symmetricKey: { primaryKey: TUTORIAL_DEVICE.primaryKey, secondaryKey: TUTORIAL_DEVICE.secondaryKey },
-      },
-    });
-    log(`registered the tutorial device ${TUTORIAL_DEVICE.deviceId}`);
+    registry.create(
+      TUTORIAL_DEVICE.deviceId,
+      devKeys
+        ? {
+            authentication: {
+              symmetricKey: {
+                primaryKey: TUTORIAL_DEVICE.primaryKey,
+                secondaryKey: TUTORIAL_DEVICE.secondaryKey,
+              },
+            },
+          }
+        : {},
+    );
+    log(`registered the tutorial device ${TUTORIAL_DEVICE.deviceId}${devKeys ? "" : " with generated keys"}`);
+  } else if (!devKeys) {
+    const tutorial = registry.find(TUTORIAL_DEVICE.deviceId);
+    const publicKeys = [TUTORIAL_DEVICE.primaryKey, TUTORIAL_DEVICE.secondaryKey];
+    if (
+      tutorial &&
+      (publicKeys.includes(tutorial.primaryKey) || publicKeys.includes(tutorial.secondaryKey))
+    ) {
+      const fresh = (key: string) => (publicKeys.includes(key) ? randomBytes(32).toString("base64") : key);
+      registry.update(
+        TUTORIAL_DEVICE.deviceId,
+        {
+          authentication: {
+            symmetricKey: {
+              primaryKey: fresh(tutorial.primaryKey),
+              secondaryKey: fresh(tutorial.secondaryKey),
+            },
+          },
+        },
+        "*",
+      );
+      log(`replaced the public development keys of ${TUTORIAL_DEVICE.deviceId} with generated ones`);
+    }
   }
   const authorizer = new Authorizer(policies, isOurHost, (id) => registry.find(id));
   mqtt = await createMqttFrontend({ registry, authorizer, log });
@@ -116,6 +161,8 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     await rest.close();
     // Device-side changes still waiting for their group commit (the last disconnections) are kept.
     registry.commit();
+    // The note goes before the lock: once the lock is free, the note may already be the next hub's.
+    if (dataDir) removeHolder(dataDir);
     store.close();
     if (!dataDir) rmSync(certDir, { recursive: true, force: true });
   };
@@ -143,6 +190,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   }
 
   const port = ports[0];
+  if (dataDir) writeHolder(dataDir, { pid: process.pid, port });
   const hostName = options.standardPorts ? name : `${name}:${port}`;
   const connectionStringFor = (name: string) => {
     const policy = policies.find((p) => p.name === name);

@@ -10,6 +10,44 @@ export const HEADERS = {
   continuation: "x-ms-continuation",
   maxItemCount: "x-ms-max-item-count",
   itemType: "x-ms-item-type",
+  /** "each operation returns an x-ms-request-id header" (IoT Hub REST reference, overview). */
+  requestId: "x-ms-request-id",
+  /** IoT Hub repeats the error code of a failed request in this response header. */
+  errorCode: "iothub-errorcode",
+} as const;
+
+/** The api-version the hub implements (IoT Hub REST reference, service APIs). */
+export const API_VERSION = "2021-04-12";
+
+/**
+ * api-version values accepted on REST requests: the GA versions of the IoT Hub service REST API that the service
+ * SDKs have sent over the years (azure-iothub 1.16 sends 2021-04-12), all answered with 2021-04-12 behaviour.
+ * Anything else (or none) is refused as IoT Hub refuses it: 400, ErrorCode InvalidProtocolVersion.
+ */
+export const API_VERSIONS: ReadonlySet<string> = new Set([
+  "2016-02-03",
+  "2016-11-14",
+  "2017-06-30",
+  "2018-01-22",
+  "2018-04-01",
+  "2018-06-30",
+  "2019-03-30",
+  "2019-10-01",
+  "2020-03-13",
+  "2020-09-30",
+  API_VERSION,
+]);
+
+/**
+ * `x-ms-item-type` of query answers, as the service SDKs parse it (C# `QueryResultType`, Java `QueryType`):
+ * `twin` for whole twins (SELECT *), `raw` for projections and aggregates; `deviceJob` and `jobResponse` are
+ * job queries (devices.jobs, not implemented here).
+ */
+export const QUERY_ITEM_TYPES = {
+  twin: "twin",
+  raw: "raw",
+  deviceJob: "deviceJob",
+  jobResponse: "jobResponse",
 } as const;
 
 /** Error codes IoT Hub puts in `Message: "ErrorCode:<code>;<text>"`; the SDK maps some of them to typed errors. */
@@ -23,6 +61,7 @@ export const ERROR_CODES = {
   sqlQueryInvalid: "SqlQueryInvalid",
   invalidContinuationToken: "InvalidContinuationToken",
   notFound: "NotFound",
+  invalidProtocolVersion: "InvalidProtocolVersion",
   serverError: "ServerError",
 } as const;
 
@@ -45,6 +84,7 @@ export const TOPICS = {
 
 /** MQTT 3.1.1 CONNACK return codes (spec 3.2.2.3). */
 export const CONNACK = {
+  serverUnavailable: 3,
   badUsernameOrPassword: 4,
   notAuthorized: 5,
 } as const;

@@ -1,21 +1,19 @@
 import { randomBytes } from "node:crypto";
-import { isBase64Key } from "./auth/credentials.js";
 import { errors } from "./errors.js";
+import { checkDeviceId, type IdentityInput, identityFields, scopeOwner } from "./identity.js";
 import type { Store } from "./store/store.js";
+import { twinChangeOf } from "./twin/body.js";
 import { type DeviceRecord, NEVER } from "./twin/device.js";
-import { applyChange, emptyTwin, isPlainObject, renderTwin, type TwinChange, twinEtag } from "./twin/twin.js";
+import { applyChange, diffPatch, emptyTwin, renderTwin, type TwinChange, twinEtag } from "./twin/twin.js";
 import type { TwinDocument, TwinSource } from "./twin/types.js";
 
-/** Device IDs: up to 128 ASCII letters, digits and `-.+%_#*?!(),:=@$'` ("Understand the identity registry"). */
-const DEVICE_ID = /^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,128}$/;
+export type { IdentityInput } from "./identity.js";
 
-export interface IdentityInput {
-  deviceId?: unknown;
-  status?: unknown;
-  statusReason?: unknown;
-  authentication?: { symmetricKey?: { primaryKey?: unknown; secondaryKey?: unknown }; type?: unknown } | null;
-  capabilities?: { iotEdge?: unknown } | null;
-}
+/**
+ * An If-Match condition as the REST layer parsed it from the header: `"*"` matches any etag, anything else must be
+ * the current etag (without quotes).
+ */
+export type EtagCondition = string;
 
 export interface RegistryHooks {
   /** A desired-property change to push to the device: the patch as applied plus its new `$version`. */
@@ -124,71 +122,68 @@ export class DeviceRegistry implements TwinSource {
     for (const done of waiters) done(failure);
   }
 
+  /** The edge device whose own deviceScope is `scope`, if any (the scope names its device; see scopeOwner). */
+  edgeByScope(scope: string): DeviceRecord | undefined {
+    const owner = scopeOwner(scope);
+    const device = owner === undefined ? undefined : this.devices.get(owner);
+    return device?.iotEdge && device.deviceScope === scope ? device : undefined;
+  }
+
   /** Builds a new device record from a registry PUT body, validating everything first. */
-  private buildNew(deviceId: string, input: IdentityInput): DeviceRecord {
-    if (!DEVICE_ID.test(deviceId)) {
-      throw errors.badRequest(
-        `Invalid device ID ${JSON.stringify(deviceId.slice(0, 140))}: use up to 128 letters, digits and -.+%_#*?!(),:=@$'`,
-      );
-    }
+  private buildNew(deviceId: string, input: IdentityInput, twinChange?: TwinChange): DeviceRecord {
+    checkDeviceId(deviceId);
     const now = this.now();
-    const status = parseStatus(input.status, "enabled");
-    const keys = parseKeys(input, undefined);
+    const generationId = `${Date.now()}${randomBytes(3).readUIntBE(0, 3)}`;
+    const fields = identityFields(deviceId, input, undefined, generationId, (s) => this.edgeByScope(s));
+    const twin = emptyTwin(now);
     return {
       deviceId,
-      generationId: `${Date.now()}${randomBytes(3).readUIntBE(0, 3)}`,
+      generationId,
       etag: this.newEtag(),
-      status,
-      statusReason: typeof input.statusReason === "string" ? input.statusReason : null,
+      ...fields,
       statusUpdatedTime: NEVER,
       connectionState: "Disconnected",
       connectionStateUpdatedTime: NEVER,
       lastActivityTime: NEVER,
-      primaryKey: keys.primaryKey,
-      secondaryKey: keys.secondaryKey,
-      iotEdge: input.capabilities?.iotEdge === true,
-      twin: emptyTwin(now),
+      twin: twinChange ? applyChange(twin, twinChange, now) : twin,
     };
   }
 
-  create(deviceId: string, input: IdentityInput): DeviceRecord {
-    checkBodyId(deviceId, input);
+  /** Registers a device (PUT /devices/{id} without If-Match); `twin` optionally sets its twin (bulk import). */
+  create(deviceId: string, input: IdentityInput, twin?: TwinChange): DeviceRecord {
     if (this.devices.has(deviceId)) throw errors.deviceExists(deviceId);
-    const record = this.buildNew(deviceId, input);
+    const record = this.buildNew(deviceId, input, twin);
     this.save(record);
     this.sortedIds = null;
     return record;
   }
 
-  update(deviceId: string, input: IdentityInput, ifMatch: string): DeviceRecord {
-    checkBodyId(deviceId, input);
+  /** Updates a device identity (PUT /devices/{id} with If-Match); `twin` optionally changes its twin too. */
+  update(deviceId: string, input: IdentityInput, ifMatch: EtagCondition, twin?: TwinChange): DeviceRecord {
     const current = this.require(deviceId);
     checkEtag(ifMatch, current.etag, "device");
-    const status = parseStatus(input.status, current.status);
-    const keys = parseKeys(input, current);
+    const fields = identityFields(deviceId, input, current, current.generationId, (s) => this.edgeByScope(s));
     const next: DeviceRecord = {
       ...current,
+      ...fields,
       etag: this.newEtag(),
-      status,
-      statusReason: typeof input.statusReason === "string" ? input.statusReason : current.statusReason,
-      statusUpdatedTime: status === current.status ? current.statusUpdatedTime : this.now(),
-      primaryKey: keys.primaryKey,
-      secondaryKey: keys.secondaryKey,
-      iotEdge:
-        input.capabilities?.iotEdge === undefined ? current.iotEdge : input.capabilities.iotEdge === true,
+      statusUpdatedTime: fields.status === current.status ? current.statusUpdatedTime : this.now(),
+      twin: twin ? applyChange(current.twin, twin, this.now()) : current.twin,
     };
     this.save(next);
     if (
-      status === "disabled" ||
-      keys.primaryKey !== current.primaryKey ||
-      keys.secondaryKey !== current.secondaryKey
+      fields.status === "disabled" ||
+      fields.authType !== (current.authType ?? "sas") ||
+      fields.primaryKey !== current.primaryKey ||
+      fields.secondaryKey !== current.secondaryKey
     ) {
       this.hooks.deviceRevoked?.(deviceId);
     }
+    if (twin?.desired) this.pushDesired(current, next, twin);
     return next;
   }
 
-  delete(deviceId: string, ifMatch: string): void {
+  delete(deviceId: string, ifMatch: EtagCondition): void {
     const current = this.require(deviceId);
     checkEtag(ifMatch, current.etag, "device");
     this.commit();
@@ -198,7 +193,10 @@ export class DeviceRegistry implements TwinSource {
     this.hooks.deviceRevoked?.(deviceId);
   }
 
-  /** Bulk create (the SDK's `addDevices`): all are validated before any is written, written in one transaction. */
+  /**
+   * Creates many devices at once, all or none: every one is validated before any is written, and all are written
+   * in one transaction (seeding large hubs; the REST bulk API is per device, see bulk.ts).
+   */
   createMany(inputs: Array<{ id: string; input: IdentityInput }>): DeviceRecord[] {
     const seen = new Set<string>();
     const records = inputs.map(({ id, input }) => {
@@ -240,47 +238,40 @@ export class DeviceRegistry implements TwinSource {
     return renderTwin(this.require(deviceId));
   }
 
-  /** Service-side twin PATCH/PUT: tags and desired properties, guarded by the twin etag. */
-  updateTwin(deviceId: string, body: unknown, ifMatch: string | undefined, replace: boolean): TwinDocument {
+  /**
+   * Service-side twin PATCH/PUT ("Service - Devices: Update Twin / Replace Twin"): tags and desired properties,
+   * guarded by the twin etag. The device is sent the desired change as a merge patch: what a PATCH gave, or, for
+   * a replace or a `"desired": null`, a patch that also names every removed key with null (see diffPatch).
+   */
+  updateTwin(
+    deviceId: string,
+    body: unknown,
+    ifMatch: EtagCondition | undefined,
+    replace: boolean,
+  ): TwinDocument {
+    return this.changeTwin(deviceId, twinChangeOf(body, replace), ifMatch);
+  }
+
+  /** Applies a twin change guarded by the twin etag; the device is told about desired changes. */
+  changeTwin(deviceId: string, change: TwinChange, ifMatch: EtagCondition | undefined): TwinDocument {
     const current = this.require(deviceId);
     if (ifMatch !== undefined) checkEtag(ifMatch, twinEtag(current.twin.version), "twin");
-    if (!isPlainObject(body)) throw errors.badRequest("The twin patch must be a JSON object");
-    const change: TwinChange = { replace };
-    for (const key of Object.keys(body)) {
-      if (key === "tags") continue;
-      if (key === "properties") continue;
-      // Read-only and identity fields may be echoed back by clients that send a whole twin; they are ignored
-      // as IoT Hub does, but anything else is a mistake worth reporting.
-      if (!READ_ONLY_TWIN_FIELDS.has(key))
-        throw errors.badRequest(
-          `Unknown twin field ${JSON.stringify(key)}: a patch may set tags and properties.desired`,
-        );
-    }
-    if (body.tags !== undefined) change.tags = body.tags as Record<string, unknown>;
-    if (body.properties !== undefined) {
-      if (!isPlainObject(body.properties)) throw errors.badRequest("properties must be a JSON object");
-      for (const key of Object.keys(body.properties)) {
-        if (key !== "desired" && key !== "reported")
-          throw errors.badRequest(`Unknown section properties.${key}`);
-      }
-      if (body.properties.reported !== undefined && !replace) {
-        throw errors.badRequest(
-          "Reported properties can only be set by the device: patch properties.desired or tags",
-        );
-      }
-      if (body.properties.desired !== undefined) change.desired = stripReadOnly(body.properties.desired);
-    }
     const twin = applyChange(current.twin, change, this.now());
     if (twin.version === current.twin.version) return this.twin(deviceId);
-    this.save({ ...current, twin });
-    if (change.desired) {
-      this.hooks.desiredChanged?.(
-        deviceId,
-        replace ? twin.desired.props : change.desired,
-        twin.desired.version,
-      );
-    }
+    const next = { ...current, twin };
+    this.save(next);
+    if (change.desired) this.pushDesired(current, next, change);
     return this.twin(deviceId);
+  }
+
+  /** Sends the device its desired-property change: the patch as given, or a diff with nulls for removed keys. */
+  private pushDesired(before: DeviceRecord, after: DeviceRecord, change: TwinChange): void {
+    if (!change.desired || after.twin.desired.version === before.twin.desired.version) return;
+    const patch =
+      change.replace || change.clear?.includes("desired")
+        ? diffPatch(before.twin.desired.props, after.twin.desired.props)
+        : change.desired;
+    this.hooks.desiredChanged?.(after.deviceId, patch, after.twin.desired.version);
   }
 
   /**
@@ -313,11 +304,18 @@ export class DeviceRegistry implements TwinSource {
     if (current) this.saveGrouped({ ...current, lastActivityTime: this.now() });
   }
 
-  /** Records whether the device's MQTT session is subscribed to desired-property updates (see DeviceRecord). */
-  setDesiredSubscription(deviceId: string, subscribed: boolean): void {
+  /**
+   * Records a subscription of the device's MQTT session (see DeviceRecord). Group-committed like every other
+   * device-side change: it is called from inside the broker's hooks, where a store failure must not throw.
+   */
+  setSessionSubscription(
+    deviceId: string,
+    which: "desiredSubscribed" | "twinResponsesSubscribed",
+    subscribed: boolean,
+  ): void {
     const current = this.devices.get(deviceId);
-    if (!current || (current.desiredSubscribed ?? false) === subscribed) return;
-    this.save({ ...current, desiredSubscribed: subscribed });
+    if (!current || (current[which] ?? false) === subscribed) return;
+    this.saveGrouped({ ...current, [which]: subscribed });
   }
 
   private ids(): string[] {
@@ -349,77 +347,11 @@ export class DeviceRegistry implements TwinSource {
   }
 }
 
-const READ_ONLY_TWIN_FIELDS = new Set([
-  "deviceId",
-  "etag",
-  "deviceEtag",
-  "status",
-  "statusReason",
-  "statusUpdateTime",
-  "connectionState",
-  "lastActivityTime",
-  "cloudToDeviceMessageCount",
-  "authenticationType",
-  "x509Thumbprint",
-  "modelId",
-  "version",
-  "capabilities",
-  "moduleId",
-]);
-
 function compareIds(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** Clients that send a whole twin back echo `$metadata` and `$version`; those are read-only. */
-function stripReadOnly(section: unknown): Record<string, unknown> {
-  if (!isPlainObject(section)) throw errors.badRequest("properties.desired must be a JSON object");
-  const { $metadata: _m, $version: _v, ...rest } = section;
-  return rest;
-}
-
-function checkBodyId(deviceId: string, input: IdentityInput): void {
-  if (!isPlainObject(input)) throw errors.badRequest("The device identity must be a JSON object");
-  if (input.deviceId !== undefined && input.deviceId !== deviceId) {
-    throw errors.badRequest("The deviceId in the body does not match the one in the URL");
-  }
-}
-
-/** If-Match: `*` matches anything; otherwise the (quoted or bare) etag must be current. */
-function checkEtag(ifMatch: string, current: string, what: string): void {
-  const given = ifMatch
-    .trim()
-    .replace(/^W\//, "")
-    .replace(/^"(.*)"$/, "$1");
-  if (given !== "*" && given !== current) throw errors.staleEtag(what);
-}
-
-function parseStatus(value: unknown, fallback: "enabled" | "disabled"): "enabled" | "disabled" {
-  if (value === undefined || value === null) return fallback;
-  if (value === "enabled" || value === "disabled") return value;
-  throw errors.badRequest(`Invalid status ${JSON.stringify(value)}: use "enabled" or "disabled"`);
-}
-
-function parseKeys(
-  input: IdentityInput,
-  current: DeviceRecord | undefined,
-): { primaryKey: string; secondaryKey: string } {
-  const auth = input.authentication;
-  if (auth?.type !== undefined && auth.type !== null && auth.type !== "sas") {
-    throw errors.badRequest(
-      `Authentication type ${JSON.stringify(auth.type)} is not supported by local-hub: use "sas"`,
-    );
-  }
-  const pick = (value: unknown, existing: string | undefined, which: string) => {
-    if (value === undefined || value === null || value === "")
-      return existing ?? randomBytes(32).toString("base64");
-    if (typeof value !== "string" || !isBase64Key(value)) {
-      throw errors.badRequest(`The ${which} key must be base64 of 16 to 64 bytes`);
-    }
-    return value;
-  };
-  return {
-    primaryKey: pick(auth?.symmetricKey?.primaryKey, current?.primaryKey, "primary"),
-    secondaryKey: pick(auth?.symmetricKey?.secondaryKey, current?.secondaryKey, "secondary"),
-  };
+/** If-Match: `*` matches anything; otherwise the etag must be current. */
+function checkEtag(ifMatch: EtagCondition, current: string, what: string): void {
+  if (ifMatch !== "*" && ifMatch !== current) throw errors.staleEtag(what);
 }

@@ -26,6 +26,27 @@ export class RetriesExhaustedError extends Error {
   }
 }
 
+/** The device's connection kept being closed by another client connecting with the same device ID. */
+export class TakenOverError extends Error {
+  /**
+   * @param drops times the connection was closed after it had been established
+   * @param stalled set when the drops were followed by an operation that never finished (a start-up that the
+   *   other client interrupted): the takeover is then the likely cause rather than a certainty
+   */
+  constructor(
+    readonly drops: number,
+    readonly seconds: number,
+    readonly stalled?: TimeoutError,
+  ) {
+    super(
+      stalled
+        ? `the connection was closed right after connecting, then ${stalled.what.toLowerCase()} did not finish within ${stalled.seconds} s`
+        : `the connection was closed ${drops} times within ${seconds} s, each time after it had connected`,
+    );
+    this.name = "TakenOverError";
+  }
+}
+
 /** Rejects with a {@link TimeoutError} if `promise` has not settled within `seconds`. */
 export async function withTimeout<T>(promise: Promise<T>, seconds: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -41,6 +62,7 @@ export async function withTimeout<T>(promise: Promise<T>, seconds: number, what:
 
 export type FailureKind =
   | "timeout"
+  | "taken-over"
   | "tls"
   | "not-tls"
   | "refused"
@@ -63,6 +85,8 @@ export interface FailureContext {
   /** The variable holding the connection string, for hints. */
   variable: string;
   deviceId?: string;
+  /** The extra CA configured (IOTHUB_CA_FILE or --ca-file), so a trust failure can say it is the wrong one. */
+  ca?: { file: string; setting: string };
 }
 
 export interface Failure {
@@ -84,11 +108,16 @@ const TLS_CODES = new Set([
   "CERT_UNTRUSTED",
   "CERT_SIGNATURE_FAILURE",
   "CERT_REJECTED",
+  "UNABLE_TO_DECRYPT_CERT_SIGNATURE",
   "ERR_TLS_CERT_ALTNAME_INVALID",
 ]);
 
 /** Node's TLS messages, for errors that lost their code on the way (the device side). */
 const TLS_MESSAGES: [RegExp, string][] = [
+  [/certificate signature failure/i, "CERT_SIGNATURE_FAILURE"],
+  [/unable to decrypt certificate'?s signature/i, "UNABLE_TO_DECRYPT_CERT_SIGNATURE"],
+  [/certificate not trusted/i, "CERT_UNTRUSTED"],
+  [/certificate rejected/i, "CERT_REJECTED"],
   [/self[- ]signed certificate in certificate chain/i, "SELF_SIGNED_CERT_IN_CHAIN"],
   [/self[- ]signed certificate/i, "DEPTH_ZERO_SELF_SIGNED_CERT"],
   [/unable to verify the first certificate/i, "UNABLE_TO_VERIFY_LEAF_SIGNATURE"],
@@ -154,20 +183,19 @@ export function describeFailure(error: unknown, context: FailureContext): Failur
     };
   }
 
-  const tlsCode =
-    codes.find((c) => TLS_CODES.has(c)) ?? TLS_MESSAGES.find(([pattern]) => pattern.test(allText))?.[1];
-  if (tlsCode) {
-    const isLocal = /^(localhost|127\.0\.0\.1|\[?::1\]?)(:\d+)?$/i.test(hostName);
+  if (error instanceof TakenOverError) {
     return {
-      kind: "tls",
-      message: `TLS: the certificate of ${hostName} is not trusted (${tlsCode}).`,
-      hint: isLocal
-        ? "Set IOTHUB_CA_FILE to the local hub's CA (by default .local-hub/ca.pem), or pass --ca-file."
-        : tlsCode === "ERR_TLS_CERT_ALTNAME_INVALID"
-          ? `Check HostName in ${variable}: the certificate is for a different host name.`
-          : "Set IOTHUB_CA_FILE to the PEM file of the CA that issued the hub's certificate (needed behind TLS-inspecting proxies too).",
+      kind: "taken-over",
+      message:
+        `Another client is ${error.stalled ? "probably " : ""}connected as device '${context.deviceId ?? "?"}' to ` +
+        `${hostName}: IoT Hub allows one connection per device, so each connection closes the other (${error.message}).`,
+      hint: "Stop the other app using this device (another report-connectivity in another terminal?), or give each app its own device and connection string.",
     };
   }
+
+  const tlsCode =
+    codes.find((c) => TLS_CODES.has(c)) ?? TLS_MESSAGES.find(([pattern]) => pattern.test(allText))?.[1];
+  if (tlsCode) return describeTlsFailure(tlsCode, context);
   if (hasCode("EPROTO") || /wrong version number|packet length too long|unknown protocol/i.test(allText)) {
     return {
       kind: "not-tls",
@@ -277,5 +305,59 @@ export function describeFailure(error: unknown, context: FailureContext): Failur
     kind: "unknown",
     message: `${name && name !== "Error" ? `${name}: ` : ""}${said || "unexpected failure"}`,
     hint: "Run again with --verbose for details.",
+  };
+}
+
+/** Codes saying "this chain does not lead to a CA I trust" (as opposed to: expired, wrong name). */
+const WRONG_CA_CODES = new Set([
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_SIGNATURE_FAILURE",
+  "UNABLE_TO_DECRYPT_CERT_SIGNATURE",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+]);
+
+/**
+ * A TLS trust failure. It is checked before anything else: the device SDK reports a refused handshake as
+ * "Not authorized", which would otherwise read as a wrong key.
+ */
+function describeTlsFailure(tlsCode: string, context: FailureContext): Failure {
+  const { hostName, variable, ca } = context;
+  const isLocal = /^(localhost|127\.0\.0\.1|\[?::1\]?)(:\d+)?$/i.test(hostName);
+  if (tlsCode === "CERT_HAS_EXPIRED" || tlsCode === "CERT_NOT_YET_VALID") {
+    return {
+      kind: "tls",
+      message: `TLS: the certificate of ${hostName} ${tlsCode === "CERT_HAS_EXPIRED" ? "has expired" : "is not valid yet"} (${tlsCode}).`,
+      hint: isLocal
+        ? "Check this machine's clock; a local hub renews its certificate when it starts: restart it."
+        : "Check this machine's clock; if it is right, the hub's certificate is out of date (or a proxy's is).",
+    };
+  }
+  if (tlsCode === "ERR_TLS_CERT_ALTNAME_INVALID") {
+    return {
+      kind: "tls",
+      message: `TLS: the certificate of ${hostName} is for another host name (${tlsCode}).`,
+      hint: `Check HostName in ${variable}: it must be the name the hub's certificate is for${isLocal ? " (the local hub's covers localhost, 127.0.0.1, ::1 and its --host-name)" : " (<hub-name>.azure-devices.net)"}.`,
+    };
+  }
+  if (ca && WRONG_CA_CODES.has(tlsCode)) {
+    return {
+      kind: "tls",
+      message: `TLS: the certificate of ${hostName} is not signed by the CA in ${ca.setting} (${ca.file}) (${tlsCode}).`,
+      hint: isLocal
+        ? `The hub on ${hostName} is not the one whose CA is configured (it was started in another folder, or its data folder was recreated): set ${ca.setting} to the file on the 'trust:' line that hub prints, or stop it and run \`npx local-hub\` in this folder.`
+        : `Set ${ca.setting} to the PEM file of the CA that issued ${hostName}'s certificate (for Azure IoT Hub, leave it unset).`,
+    };
+  }
+  return {
+    kind: "tls",
+    message: `TLS: the certificate of ${hostName} is not trusted (${tlsCode}).`,
+    hint: isLocal
+      ? "Set IOTHUB_CA_FILE to the local hub's CA: the file on the 'trust:' line `npx local-hub` prints (.local-hub/ca.pem in the folder where it runs), or pass --ca-file."
+      : "Set IOTHUB_CA_FILE to the PEM file of the CA that issued the hub's certificate (needed behind TLS-inspecting proxies too).",
   };
 }

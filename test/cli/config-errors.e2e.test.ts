@@ -1,6 +1,6 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { expectFailure, run } from "./support.js";
 
@@ -202,10 +202,24 @@ describe.concurrent("configuration errors exit 2, name the variable and never ec
     ["add-tags-and-query", "add-tags-and-query", /^error: IOTHUB_CONNECTION_STRING is not set\.$/m],
     ["report-connectivity", "report-connectivity", /^error: IOTHUB_DEVICE_CONNECTION_STRING is not set\.$/m],
   ])("%s without any settings says what is not set and how to get it", async (_, tool, pattern) => {
-    const result = await run(tool, []);
+    const result = await run(tool, ["--env-file", file("# nothing here\n")]);
     expectFailure(result, 2);
     expect(result.stderr).toMatch(pattern);
     expect(result.stderr).toMatch(/^hint: Copy \.env\.example to \.env/m);
+  });
+
+  it.each<[string, Tool, RegExp]>([
+    ["add-tags-and-query", "add-tags-and-query", /^error: IOTHUB_CONNECTION_STRING is not set\.$/m],
+    ["report-connectivity", "report-connectivity", /^error: IOTHUB_DEVICE_CONNECTION_STRING is not set\.$/m],
+  ])("%s run outside the project folder says so and names the project folder", async (_, tool, pattern) => {
+    const result = await run(tool, []);
+    expectFailure(result, 2);
+    expect(result.stderr).toMatch(pattern);
+    const project = resolve(import.meta.dirname, "../..");
+    expect(result.stderr).toContain(
+      `the tools read ./.env from the folder they run in. Run them in the project folder (cd ${project}), or pass --env-file <path>.`,
+    );
+    expect(result.stderr).toMatch(/^hint: There is no \.env in \S+: /m);
   });
 
   it("a blank value counts as not set", async () => {
@@ -260,7 +274,12 @@ describe.concurrent("configuration errors exit 2, name the variable and never ec
     expect(result.stderr).toMatch(
       /^error: IOTHUB_CA_FILE \(from .*\) names a file that does not exist: .*nowhere\/ca\.pem$/m,
     );
-    expect(result.stderr).toMatch(/^hint: For the local hub, start it once/m);
+    expect(result.stderr).toContain(
+      "hint: For the local hub, run `npx local-hub` in the project folder: it writes .local-hub/ca.pem there and " +
+        "prints its path on the 'trust:' line; point IOTHUB_CA_FILE at that file (a relative path is read from the " +
+        "env file's folder). (`npm start` runs a temporary hub and writes no ca.pem.) For Azure IoT Hub, leave " +
+        "IOTHUB_CA_FILE unset.\n",
+    );
   });
 
   it("IOTHUB_CA_FILE naming a file that is not PEM", async () => {

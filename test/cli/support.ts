@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { expect } from "vitest";
+import { afterAll, expect } from "vitest";
 import { parseServiceConnectionString } from "../../src/config/index.js";
 import { type RunningHub, startHub } from "../../src/hub/index.js";
 import { createRegistry, type Registry } from "../../src/sdk/index.js";
@@ -39,7 +39,9 @@ export interface RunOptions {
   timeoutMs?: number;
 }
 
+// An empty folder to run the tools in, so no stray ./.env is read; removed when the test file is done.
 const scratch = mkdtempSync(join(tmpdir(), "cli-cwd-"));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};

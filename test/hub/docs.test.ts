@@ -3,9 +3,9 @@ import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DEV_POLICIES, TUTORIAL_DEVICE } from "../../src/hub/auth/credentials.js";
 
-describe("the README's development credentials", () => {
+describe("the local hub's documented development credentials (docs/local-hub.md)", () => {
   it("lists every policy with the key and permissions the hub uses", () => {
-    const readme = readFileSync(resolve(import.meta.dirname, "../../README.md"), "utf8");
+    const readme = readFileSync(resolve(import.meta.dirname, "../../docs/local-hub.md"), "utf8");
     for (const p of DEV_POLICIES) {
       const row = readme.split("\n").find((line) => line.startsWith(`| \`${p.name}\` `));
       expect(row, p.name).toBeDefined();

@@ -197,7 +197,7 @@ describe("a hub with its own host name", () => {
               port: hub.port,
               servername: "myhub.localtest",
               ca: hub.caPem,
-              path: "/statistics/devices",
+              path: "/statistics/devices?api-version=2021-04-12",
               headers: { authorization: token },
             },
             (res) => {

@@ -13,8 +13,9 @@ import { closed, deviceToken, mqttLogin, rest, serviceToken, subscribe, Tally } 
 
 type Hub = Awaited<ReturnType<typeof startTestHub>>;
 
+// `#` is not here: IoT Hub accepts it (Microsoft's samples subscribe to it); the test below checks that it
+// brings dev-evil nothing of the victim's.
 const SUBSCRIBE_CASES = [
-  "#",
   "+",
   "+/#",
   "$iothub/#",
@@ -172,8 +173,13 @@ describe("bad input, counted: devices outside their own topics", () => {
         const got: string[] = [];
         spy.on("message", (topic) => got.push(topic));
         expect(
-          await subscribe(spy, ["$iothub/twin/res/#", "$iothub/twin/PATCH/properties/desired/#"]),
-        ).toEqual([0, 0]);
+          await subscribe(spy, [
+            "$iothub/twin/res/#",
+            "$iothub/twin/PATCH/properties/desired/#",
+            "#",
+            "devices/dev-evil/messages/devicebound/#",
+          ]),
+        ).toEqual([0, 0, 0, 0]);
         victim.publish("$iothub/twin/GET/?$rid=victim-get-2", "");
         await rest(hub, "PATCH", "/twins/dev-victim", {
           auth: owner,
@@ -233,7 +239,7 @@ describe("bad input, counted: devices outside their own topics", () => {
     await victimUnaffected();
     const twin = (await rest(hub, "GET", "/twins/dev-victim", { auth: owner })).json();
     expect(twin.connectionState).toBe("Connected");
-    expect(tally.tried).toBeGreaterThanOrEqual(40);
+    expect(tally.tried).toBeGreaterThanOrEqual(39);
     expect(tally.handled).toBe(tally.tried);
   });
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -75,13 +75,27 @@ describe("crash safety: SIGKILL at random moments while writing, 20 rounds", () 
     const killedAfterMs: number[] = [];
 
     const spawn = async () => {
+      // After a kill, before the restart: SQLite finds the file consistent. (Once up, the hub holds the database
+      // in exclusive locking mode, so nothing else can open it then; that lock dies with the killed hub.)
+      if (existsSync(join(dataDir, "hub.db"))) {
+        const db = new Database(join(dataDir, "hub.db"), { readonly: true, fileMustExist: true });
+        try {
+          expect(db.pragma("integrity_check", { simple: true })).toBe("ok");
+        } finally {
+          db.close();
+        }
+      }
       hub = await spawnHub(dataDir, envFile);
-      // The data directory opened cleanly: the hub is up, and SQLite finds the file consistent.
-      const db = new Database(join(dataDir, "hub.db"), { readonly: true, fileMustExist: true });
+      // The data directory opened cleanly, and the hub holds it: a second opener is refused at once.
+      const other = new Database(join(dataDir, "hub.db"), {
+        readonly: true,
+        fileMustExist: true,
+        timeout: 0,
+      });
       try {
-        expect(db.pragma("integrity_check", { simple: true })).toBe("ok");
+        expect(() => other.pragma("integrity_check", { simple: true })).toThrow(/database is locked/);
       } finally {
-        db.close();
+        other.close();
       }
       return hub;
     };

@@ -128,6 +128,32 @@ describe("describeFailure", () => {
     expect(failure.hint).toContain("IOTHUB_CA_FILE");
   });
 
+  it.each([
+    ["certificate signature failure", "CERT_SIGNATURE_FAILURE"],
+    ["self-signed certificate", "DEPTH_ZERO_SELF_SIGNED_CERT"],
+    ["unable to get local issuer certificate", "UNABLE_TO_GET_ISSUER_CERT_LOCALLY"],
+    ["certificate has expired", "CERT_HAS_EXPIRED"],
+    [
+      "Hostname/IP does not match certificate's altnames: Host: a. is not in the cert's altnames",
+      "ERR_TLS_CERT_ALTNAME_INVALID",
+    ],
+  ])(
+    "a device-side '%s' wrapped as UnauthorizedError is a TLS failure (%s), not a refused device",
+    (text, code) => {
+      const error = Object.assign(new Error(`Failure on first connection (Not authorized): ${text}`), {
+        name: "UnauthorizedError",
+      });
+      const failure = describeFailure(error, {
+        ...context,
+        side: "device",
+        variable: "IOTHUB_DEVICE_CONNECTION_STRING",
+      });
+      expect(failure.kind).toBe("tls");
+      expect(failure.message).toContain(`(${code})`);
+      expect(failure.message).not.toContain("refused the device");
+    },
+  );
+
   it("reports timeouts from withTimeout", async () => {
     const error = await withTimeout(new Promise(() => {}), 0.01, "Waiting").catch((e: unknown) => e);
     expect(error).toBeInstanceOf(TimeoutError);

@@ -10,7 +10,9 @@ export interface DeviceKeys {
 }
 
 type RefusalCode = (typeof CONNACK)[keyof typeof CONNACK];
-export type DeviceAuthResult = { ok: true } | { ok: false; reason: string; returnCode: RefusalCode };
+export type DeviceAuthResult =
+  /** `expiresAt`: when the token ends (ms since the epoch); the hub closes the connection then. */
+  { ok: true; expiresAt: number } | { ok: false; reason: string; returnCode: RefusalCode };
 
 /** A refused MQTT login: CONNACK 4 for credentials that do not hold, 5 for a login that is not allowed. */
 export const loginRefused = (reason: string, returnCode: RefusalCode): DeviceAuthResult => ({
@@ -42,14 +44,15 @@ export class Authorizer {
     if (!token)
       throw errors.unauthorized("Missing or malformed SharedAccessSignature in the Authorization header");
     this.checkLifetime(token);
+    // A device token (sr=<host>/devices/<id>, no skn) is refused for what it is, before its audience is judged.
+    if (token.keyName === undefined) {
+      throw errors.unauthorized(
+        "This is a device token (sr=<host>/devices/<id>, no skn): service APIs need a shared access policy token, from a connection string with SharedAccessKeyName (for example iothubowner)",
+      );
+    }
     if (!this.isOurHost(token.resource)) {
       throw errors.unauthorized(
         "The token's audience (sr) is not this hub: use a connection string for this hub",
-      );
-    }
-    if (token.keyName === undefined) {
-      throw errors.unauthorized(
-        "A device token cannot call service APIs: use a shared access policy connection string",
       );
     }
     const policy = this.policy(token.keyName);
@@ -72,6 +75,12 @@ export class Authorizer {
       return loginRefused("token expired", CONNACK.badUsernameOrPassword);
     const device = this.deviceKeys(deviceId);
     if (!device) return loginRefused("device not registered", CONNACK.notAuthorized);
+    // X.509 devices (selfSigned, certificateAuthority) have no symmetric keys and cannot log in with SAS.
+    if (!device.primaryKey && !device.secondaryKey)
+      return loginRefused(
+        "device authenticates with X.509, which local-hub does not implement",
+        CONNACK.notAuthorized,
+      );
     const slash = token.resource.indexOf("/");
     const host = slash < 0 ? token.resource : token.resource.slice(0, slash);
     const path = slash < 0 ? "" : token.resource.slice(slash);
@@ -95,7 +104,7 @@ export class Authorizer {
     if (!signed)
       return loginRefused("signature does not match the device's keys", CONNACK.badUsernameOrPassword);
     if (device.status !== "enabled") return loginRefused("device is disabled", CONNACK.notAuthorized);
-    return { ok: true };
+    return { ok: true, expiresAt: token.expiry * 1000 };
   }
 
   private checkLifetime(token: ParsedToken): void {

@@ -33,22 +33,34 @@ export function parseToken(text: string | undefined): ParsedToken | undefined {
   const sig = fields.get("sig");
   const se = fields.get("se");
   if (!rawResource || !sig || !se || !/^\d{1,12}$/.test(se)) return undefined;
+  // Every field is percent-decoded inside the guard: a malformed escape (`skn=%E0`) is a refusal, never
+  // an exception that escapes to the caller (it used to end the hub through the MQTT CONNECT path).
   let resource: string;
   let signature: string;
+  let keyName: string | undefined;
   try {
     resource = decodeURIComponent(rawResource).toLowerCase();
     signature = decodeURIComponent(sig);
+    const skn = fields.get("skn");
+    keyName = skn === undefined ? undefined : decodeURIComponent(skn);
   } catch {
     return undefined;
   }
-  const skn = fields.get("skn");
-  return {
-    rawResource,
-    resource,
-    signature,
-    expiry: Number(se),
-    keyName: skn === undefined ? undefined : decodeURIComponent(skn),
-  };
+  if (!isCanonicalBase64(signature)) return undefined;
+  return { rawResource, resource, signature, expiry: Number(se), keyName };
+}
+
+/**
+ * The signature is the base64 of an HMAC-SHA256 ("Control access to IoT Hub with SAS"). Node's base64
+ * decoder skips what it does not understand (junk after `=`, spaces, `-`), so without this check many
+ * different texts would be accepted as one signature; only the one canonical spelling is.
+ */
+function isCanonicalBase64(text: string): boolean {
+  return (
+    text.length > 0 &&
+    /^[A-Za-z0-9+/]+={0,2}$/.test(text) &&
+    Buffer.from(text, "base64").toString("base64") === text
+  );
 }
 
 export function sign(key: string, rawResource: string, expiry: number): string {

@@ -1,12 +1,18 @@
 import type { Duplex } from "node:stream";
 import { Aedes, type AuthenticateError, type Client } from "aedes";
 import { type Authorizer, loginRefused } from "../auth/authorizer.js";
-import { HubError } from "../errors.js";
+import { perKeyLimit } from "../log.js";
 import { CONNACK, TOPICS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry.js";
-import { renderDeviceTwin } from "../twin/twin.js";
+import { holdUntilConnack } from "./connect-gate.js";
+import { createDownstream } from "./downstream.js";
 import { guardPacketSize, MAX_MQTT_PACKET_BYTES } from "./frame-guard.js";
-import { classifyPublish, isDownstream, maySubscribe } from "./topics.js";
+import { NO_FAN_OUT, withoutStoredRouting } from "./routing.js";
+import { createSubscribeAcks } from "./subscribe-acks.js";
+import { type TelemetryMessage, telemetryMessage } from "./telemetry.js";
+import { createTokenExpiry } from "./token-expiry.js";
+import { classifyPublish, deliveryOf, isDownstream } from "./topics.js";
+import { createTwinRequests } from "./twin-requests.js";
 
 export interface MqttFrontend {
   handle(stream: Duplex): void;
@@ -19,179 +25,231 @@ export interface MqttFrontend {
 }
 
 /**
- * The device side: aedes does MQTT 3.1.1; the hub plugs in through its hooks. Twin requests are consumed
- * here and answered only to the client that asked (the response topics are the same for every device, so
- * they must never go through the broker's fan-out).
+ * The device side: aedes does MQTT 3.1.1; the hub plugs in through its hooks, and this file only wires them.
+ * The rules live in their own modules: connect-gate (nothing after CONNECT before CONNACK), token-expiry,
+ * topics (what a device may publish and subscribe), subscribe-acks (SUBACK codes), twin-requests (answers,
+ * per-device limits), routing (no broker fan-out, nothing retained), telemetry.
+ *
+ * Every hook body is guarded: an unexpected error is logged and refused (CONNACK 3, SUBACK 0x80 or a closed
+ * connection), and the hub keeps serving everyone else.
  */
 export async function createMqttFrontend(opts: {
   registry: DeviceRegistry;
   authorizer: Authorizer;
   log: (line: string) => void;
-  onTelemetry?: (deviceId: string, topic: string, payload: Buffer) => void;
+  onTelemetry?: (message: TelemetryMessage) => void;
 }): Promise<MqttFrontend> {
   const { registry, authorizer, log } = opts;
+  const deviceLog = perKeyLimit(log);
   const clients = new Map<string, Client>();
+  /** The expiry of the token each connection logged in with, until the connection is registered. */
+  const loginExpiry = new WeakMap<Client, number>();
+  const expiry = createTokenExpiry((client) => {
+    deviceLog(client.id, `MQTT ${client.id} disconnected: its SAS token expired`);
+    client.close();
+  });
+  const acks = createSubscribeAcks();
+  const downstream = createDownstream(deviceLog);
+  const twin = createTwinRequests({ registry, downstream, log: deviceLog });
+
+  const failed = (where: string, client: Client | null, error: unknown) => {
+    const line = `MQTT ${client?.id ?? "(no client id)"} ${where} failed: ${(error as Error)?.stack ?? error}`;
+    if (client?.id) deviceLog(client.id, line);
+    else log(line);
+  };
 
   const broker = await Aedes.createBroker({
+    mq: NO_FAN_OUT,
+    // Packets that come in the same read as the CONNECT wait in aedes' queue until the CONNACK is sent (see
+    // connect-gate.ts); aedes' default (42) closed a client that pipelines more. One read is at most 64 KB, so
+    // the queue stays bounded either way.
+    queueLimit: 1000,
+
+    preConnect(client, packet, done) {
+      try {
+        holdUntilConnack(client, packet, done);
+      } catch (error) {
+        failed("preConnect", client, error);
+        done(error as Error, false);
+      }
+    },
+
     // IoT Hub's username is "<host>/<deviceId>/?api-version=..."; the client id is the device id.
     authenticate(client, username, password, done) {
-      const deviceId = client.id;
-      const userDevice = username?.split("/")[1];
-      const result =
-        userDevice !== deviceId
-          ? loginRefused("username does not name this device", CONNACK.badUsernameOrPassword)
-          : authorizer.device(deviceId, password?.toString("utf8"));
-      if (result.ok) return done(null, true);
-      log(`MQTT ${deviceId} connect refused: ${result.reason}`);
+      let result: ReturnType<Authorizer["device"]>;
+      try {
+        const deviceId = client.id;
+        const userDevice = username?.split("/")[1];
+        result =
+          userDevice !== deviceId
+            ? loginRefused("username does not name this device", CONNACK.badUsernameOrPassword)
+            : authorizer.device(deviceId, password?.toString("utf8"));
+      } catch (error) {
+        failed("login", client, error);
+        result = loginRefused("hub error", CONNACK.serverUnavailable);
+      }
+      if (result.ok) {
+        loginExpiry.set(client, result.expiresAt);
+        return done(null, true);
+      }
+      deviceLog(client.id, `MQTT ${client.id} connect refused: ${result.reason}`);
       const err = new Error(result.reason) as AuthenticateError;
       err.returnCode = result.returnCode;
       done(err, false);
     },
 
     authorizeSubscribe(client, subscription, done) {
-      if (maySubscribe(client.id, subscription.topic)) {
-        if (subscription.topic === TOPICS.twinDesiredFilter) registry.setDesiredSubscription(client.id, true);
-        return done(null, subscription);
+      try {
+        const delivery = deliveryOf(client.id, subscription.topic);
+        if (delivery === "desiredUpdates")
+          registry.setSessionSubscription(client.id, "desiredSubscribed", true);
+        if (delivery === "twinResponses")
+          registry.setSessionSubscription(client.id, "twinResponsesSubscribed", true);
+        if (delivery) return done(null, subscription);
+        deviceLog(client.id, `MQTT ${client.id} subscribe refused: ${subscription.topic}`);
+      } catch (error) {
+        failed("subscribe", client, error);
       }
-      log(`MQTT ${client.id} subscribe refused: ${subscription.topic}`);
       // A null subscription answers SUBACK 0x80 (failure) for this filter (MQTT 3.1.1, 3.9.3).
       done(null, null);
     },
 
     authorizePublish(client, packet, done) {
       if (!client) return done(null);
-      const request = classifyPublish(client.id, packet.topic);
-      switch (request.kind) {
-        case "twinGet":
-        case "reportedPatch":
-          answerTwinRequest(client, request.kind, request.rid, packet.payload);
-          return done(null);
-        case "telemetry":
-          registry.touch(client.id);
-          opts.onTelemetry?.(client.id, packet.topic, packet.payload as Buffer);
-          return done(null);
-        case "methodResponse":
-          return done(null);
-        default:
-          // Failing authorizePublish closes the connection, as IoT Hub does for a publish outside the device's topics.
-          log(`MQTT ${client.id} publish refused: ${packet.topic}`);
-          return done(new Error("topic not allowed for this device"));
+      try {
+        // "IoT Hub doesn't support QoS 2 messages. If a device app publishes a message with QoS 2, IoT Hub
+        // closes the network connection." ("Communicate with an IoT hub using the MQTT protocol")
+        if (packet.qos === 2) {
+          deviceLog(client.id, `MQTT ${client.id} disconnected: QoS 2 publish to ${packet.topic}`);
+          return done(new Error("QoS 2 is not supported"));
+        }
+        // "IoT Hub doesn't persist Retain messages": the flag becomes the mqtt-retain property of telemetry
+        // (telemetry.ts) and a twin request with it is an ordinary request; nothing reaches a retained store.
+        const retain = packet.retain;
+        packet.retain = false;
+        const request = classifyPublish(client.id, packet.topic);
+        // A will message is published by aedes while it closes the connection. IoT Hub forwards a will only
+        // "as a telemetry message" with `iothub-MessageType: Will` when its topic is the device's telemetry
+        // topic (the MQTT doc, "Using the MQTT protocol directly"); a will on any other topic is dropped.
+        const will = client.closed;
+        if (will && request.kind !== "telemetry") {
+          deviceLog(client.id, `MQTT ${client.id} will message dropped: ${packet.topic}`);
+          return done(new Error("a will message must use the device's telemetry topic"));
+        }
+        switch (request.kind) {
+          case "twinGet":
+          case "reportedPatch":
+            twin.handle(client, request.kind, request.rid, packet.payload);
+            return done(null);
+          case "telemetry":
+            registry.touch(client.id);
+            opts.onTelemetry?.(
+              telemetryMessage(client.id, packet.topic, packet.payload as Buffer, { retain, will }),
+            );
+            return done(null);
+          case "methodResponse":
+            return done(null);
+          default:
+            // Failing authorizePublish closes the connection, as IoT Hub does for a publish outside the device's topics.
+            deviceLog(client.id, `MQTT ${client.id} publish refused: ${packet.topic}`);
+            return done(new Error("topic not allowed for this device"));
+        }
+      } catch (error) {
+        failed("publish", client, error);
+        done(new Error("hub error"));
       }
     },
 
-    // Defence in depth: the broker forwards nothing to a client but the hub's own downstream messages.
+    // Defence in depth: the hub's own downstream messages are all a client is ever sent.
     authorizeForward(client, packet) {
-      return isDownstream(client.id, packet.topic) ? packet : null;
+      try {
+        return isDownstream(client.id, packet.topic) ? packet : null;
+      } catch (error) {
+        failed("forward", client, error);
+        return null;
+      }
     },
   });
+  withoutStoredRouting(broker);
+
+  const guarded =
+    <A extends unknown[]>(where: string, handler: (...args: A) => void) =>
+    (...args: A) => {
+      try {
+        handler(...args);
+      } catch (error) {
+        failed(where, null, error);
+      }
+    };
 
   // A clean session starts with no subscriptions; a persistent one (CleanSession=0, what the device SDKs
-  // use) keeps its desired-property subscription from earlier connections, even across hub restarts. This
-  // runs when aedes registers the client, before its CONNACK: aedes handles a SUBSCRIBE that follows the
-  // CONNACK at once, possibly before "clientReady", which would be too late to reset anything.
-  broker.on("client", (client) => {
-    if (client.clean) registry.setDesiredSubscription(client.id, false);
-  });
-  broker.on("clientReady", (client) => {
-    clients.set(client.id, client);
-    registry.setConnected(client.id, true);
-    log(`MQTT ${client.id} connected`);
-  });
+  // use) keeps its subscriptions from earlier connections, even across hub restarts (DeviceRecord). This
+  // runs when aedes registers the client, before its CONNACK, so before any SUBSCRIBE of this connection.
+  broker.on(
+    "client",
+    guarded("connect", (client: Client) => {
+      if (!client.clean) return;
+      registry.setSessionSubscription(client.id, "desiredSubscribed", false);
+      registry.setSessionSubscription(client.id, "twinResponsesSubscribed", false);
+    }),
+  );
+  broker.on(
+    "clientReady",
+    guarded("connect", (client: Client) => {
+      clients.set(client.id, client);
+      registry.setConnected(client.id, true);
+      const expiresAt = loginExpiry.get(client);
+      if (expiresAt !== undefined) expiry.arm(client, expiresAt);
+      deviceLog(client.id, `MQTT ${client.id} connected`);
+    }),
+  );
+  broker.on("subscribe", guarded("subscribe", acks.complete));
   // Explicit UNSUBSCRIBE, and the end of a clean session (aedes unsubscribes everything then).
-  broker.on("unsubscribe", (filters, client) => {
-    if (clients.get(client.id) === client && filters.includes(TOPICS.twinDesiredFilter))
-      registry.setDesiredSubscription(client.id, false);
-  });
-  broker.on("clientDisconnect", (client) => {
-    if (clients.get(client.id) !== client) return;
-    clients.delete(client.id);
-    registry.setConnected(client.id, false);
-    log(`MQTT ${client.id} disconnected`);
-  });
-
-  /**
-   * Twin requests are answered on the response topic, errors included (400 bad patch, 404 gone, 500). Every
-   * answer waits for the registry's group commit, so a device hears of nothing that is not stored yet, and
-   * answers leave in the order the requests came.
-   */
-  function answerTwinRequest(
-    client: Client,
-    kind: "twinGet" | "reportedPatch",
-    rid: string,
-    payload: Buffer | string,
-  ) {
-    try {
-      if (kind === "twinGet") {
-        const body = JSON.stringify(renderDeviceTwin(registry.require(client.id)));
-        registry.afterCommit((error) =>
-          error ? failed(client, kind, rid) : reply(client, 200, rid, undefined, body),
-        );
-        return;
+  broker.on(
+    "unsubscribe",
+    guarded("unsubscribe", (filters: string[], client: Client) => {
+      if (clients.get(client.id) !== client) return;
+      for (const filter of filters) {
+        const delivery = deliveryOf(client.id, filter);
+        if (delivery === "desiredUpdates")
+          registry.setSessionSubscription(client.id, "desiredSubscribed", false);
+        if (delivery === "twinResponses")
+          registry.setSessionSubscription(client.id, "twinResponsesSubscribed", false);
       }
-      const version = registry.updateReported(client.id, JSON.parse(payload.toString("utf8")));
-      registry.afterCommit((error) => {
-        if (error) return failed(client, kind, rid);
-        log(`MQTT ${client.id} reported patch -> $version ${version}`);
-        reply(client, 204, rid, version, "");
-      });
-    } catch (error) {
-      const known = error instanceof HubError;
-      const status = known ? error.status : error instanceof SyntaxError ? 400 : 500;
-      const message = known ? error.message : status === 400 ? "payload is not JSON" : "hub error";
-      refuse(client, kind, rid, status, message);
-    }
-  }
-
-  function failed(client: Client, kind: "twinGet" | "reportedPatch", rid: string) {
-    refuse(client, kind, rid, 500, "hub error");
-  }
-
-  function refuse(
-    client: Client,
-    kind: "twinGet" | "reportedPatch",
-    rid: string,
-    status: number,
-    message: string,
-  ) {
-    registry.afterCommit(() => {
-      log(
-        `MQTT ${client.id} ${kind === "twinGet" ? "twin GET" : "reported patch"} refused (${status}): ${message}`,
-      );
-      reply(client, status, rid, undefined, JSON.stringify({ message }));
-    });
-  }
-
-  function reply(client: Client, status: number, rid: string, version: number | undefined, body: string) {
-    client.publish(
-      {
-        cmd: "publish",
-        topic: TOPICS.twinResponse(status, rid, version),
-        payload: Buffer.from(body),
-        qos: 0,
-        retain: false,
-        dup: false,
-      },
-      () => {},
-    );
-  }
+    }),
+  );
+  broker.on(
+    "clientDisconnect",
+    guarded("disconnect", (client: Client) => {
+      expiry.disarm(client);
+      if (clients.get(client.id) !== client) return;
+      clients.delete(client.id);
+      registry.setConnected(client.id, false);
+      deviceLog(client.id, `MQTT ${client.id} disconnected`);
+    }),
+  );
+  // aedes reports some internal failures as "error" events; unheard, an "error" event would end the process.
+  (broker as unknown as NodeJS.EventEmitter).on("error", (error: Error) => failed("broker", null, error));
 
   return {
     handle: (stream) => {
-      broker.handle(stream);
-      guardPacketSize(stream, (bytes) =>
-        log(
-          `MQTT connection dropped: a packet announced ${bytes} bytes, over the ${MAX_MQTT_PACKET_BYTES} limit`,
-        ),
-      );
+      try {
+        const client = broker.handle(stream);
+        acks.tap(client);
+        guardPacketSize(stream, (bytes) =>
+          log(
+            `MQTT connection dropped: a packet announced ${bytes} bytes, over the ${MAX_MQTT_PACKET_BYTES} limit`,
+          ),
+        );
+      } catch (error) {
+        failed("connection setup", null, error);
+        stream.destroy();
+      }
     },
     pushDesired(deviceId, patch, version) {
       const client = clients.get(deviceId);
       if (!client || !registry.find(deviceId)?.desiredSubscribed) return;
-      const payload = Buffer.from(JSON.stringify({ ...patch, $version: version }));
-      client.publish(
-        { cmd: "publish", topic: TOPICS.desiredUpdate(version), payload, qos: 0, retain: false, dup: false },
-        () => {},
-      );
+      downstream.send(client, TOPICS.desiredUpdate(version), JSON.stringify({ ...patch, $version: version }));
     },
     disconnect(deviceId) {
       clients.get(deviceId)?.close();

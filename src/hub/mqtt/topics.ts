@@ -36,17 +36,37 @@ export function classifyPublish(deviceId: string, topic: string): DeviceRequest 
   return { kind: "forbidden" };
 }
 
-/** The only topic filters a device may subscribe to; every one of them is about the device itself. */
-export function maySubscribe(deviceId: string, filter: string): boolean {
-  return (
-    filter === TOPICS.twinResponseFilter ||
-    filter === TOPICS.twinDesiredFilter ||
-    filter === TOPICS.methodsFilter ||
-    filter === TOPICS.cloudToDeviceFilter(deviceId)
-  );
+/** What a granted subscription lets the hub send the device. */
+export type Delivery = "twinResponses" | "desiredUpdates" | "methods" | "cloudToDevice";
+
+/**
+ * The topic filters IoT Hub accepts ("Communicate with an IoT hub using the MQTT protocol": IoT Hub "only
+ * supports the documented topic names and topic filters"), and what each one delivers; undefined = refused.
+ * `#` is accepted as Microsoft's samples use it (IoT Hub treats it as the device's cloud-to-device filter);
+ * per MQTT 3.1.1 §4.7.2 (MQTT-4.7.2-1) a filter starting with a wildcard never matches `$` topics, so `#`
+ * brings no twin or method traffic. The device's own filter is compared literally: a device ID may contain
+ * `+` or `#` ("Understand the identity registry"), and a device named `+` must not get a wildcard.
+ */
+export function deliveryOf(deviceId: string, filter: string): Delivery | undefined {
+  switch (filter) {
+    case TOPICS.twinResponseFilter:
+      return "twinResponses";
+    case TOPICS.twinDesiredFilter:
+      return "desiredUpdates";
+    case TOPICS.methodsFilter:
+      return "methods";
+    case "#":
+    case TOPICS.cloudToDeviceFilter(deviceId):
+      return "cloudToDevice";
+    default:
+      return undefined;
+  }
 }
 
-/** Topics the hub itself sends down to a device; nothing else is ever forwarded to a client. */
+/**
+ * Topics the hub itself sends down to this device; nothing else is ever forwarded to a client. Compared
+ * literally (no wildcard matching), so no device ID can widen what it receives.
+ */
 export function isDownstream(deviceId: string, topic: string): boolean {
   return (
     topic.startsWith(TOPICS.twinResponsePrefix) ||

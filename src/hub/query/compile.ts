@@ -98,13 +98,38 @@ function generateGetter(segs: Segment[]): (root: unknown) => Value {
   });
   const params = segs.map((_, i) => `s${i}`);
   const hints = segs.map((_, i) => `h${i}`).join(", ");
+  // Plain reads (o["tags"]) find only own properties while Object.prototype holds nothing but its standard
+  // names (the inherited ones go through Segment.slow, which checks Object.hasOwn). `GUARD.polluted` is true
+  // when it holds anything else: every getter then takes the own-property path for every segment.
   const factory = new Function(
     "own",
     "PLAIN",
+    "GUARD",
+    "safe",
     ...params,
-    `"use strict"; let ${hints}; return function get(root) {\n${body}return v;\n};`,
+    `"use strict"; let ${hints}; return function get(root) {\nif (GUARD.polluted) return safe(root);\n${body}return v;\n};`,
   );
-  return factory(own, isPlainName, ...segs) as (root: unknown) => Value;
+  const safe = (root: unknown): Value => {
+    let v: Value = root;
+    for (const s of segs) {
+      if (!isContainer(v)) return undefined;
+      v = s.slow(v);
+      if (v === undefined) return undefined;
+    }
+    return v;
+  };
+  return factory(own, isPlainName, GUARD, safe, ...segs) as (root: unknown) => Value;
+}
+
+const GUARD = { polluted: false };
+
+/**
+ * Checks Object.prototype before a query runs: if anything has added a property to it (prototype pollution, which
+ * the twin code itself refuses at the root), property reads switch to own-property checks, so no inherited value
+ * is ever taken for a twin's property. One check per page instead of one per property read keeps scans fast.
+ */
+export function guardPrototype(): void {
+  GUARD.polluted = Object.getOwnPropertyNames(Object.prototype).some((n) => !INHERITED.has(n));
 }
 
 function isPlainName(k: string): boolean {

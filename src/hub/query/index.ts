@@ -3,9 +3,10 @@
  * Reference: "IoT Hub query language" and "Queries for IoT Hub device and module twins" (learn.microsoft.com).
  */
 import { createHash } from "node:crypto";
+import { QUERY_ITEM_TYPES } from "../protocol.js";
 import type { TwinSource } from "../twin/types.js";
 import { checkQuery } from "./checker.js";
-import { buildPlan, type Plan } from "./compile.js";
+import { buildPlan, guardPrototype, type Plan } from "./compile.js";
 import { QueryError } from "./errors.js";
 import { parseQuery } from "./parser.js";
 
@@ -20,17 +21,20 @@ export const MAX_PAGE_SIZE = 100;
 /** Page size when the client sends no x-ms-max-item-count (or one that is not a positive number). */
 export const DEFAULT_PAGE_SIZE = 100;
 
+/** "twin" for whole twins, "raw" for projections and aggregates (see QUERY_ITEM_TYPES). */
+export type ItemType = typeof QUERY_ITEM_TYPES.twin | typeof QUERY_ITEM_TYPES.raw;
+
 export interface CompiledQuery {
   readonly text: string;
   /** x-ms-item-type of the result pages */
-  readonly itemType: "DeviceTwin" | "JSON";
+  readonly itemType: ItemType;
   /** true for aggregate / GROUP BY queries, whose pages slice one computed result */
   readonly aggregate: boolean;
 }
 
 export interface QueryPage {
   items: unknown[];
-  itemType: "DeviceTwin" | "JSON";
+  itemType: ItemType;
   /** absent on the last page */
   continuation?: string;
 }
@@ -55,7 +59,7 @@ export function compileQuery(text: string): CompiledQuery {
   }
   const q: CompiledQuery = Object.freeze({
     text,
-    itemType: plan.kind === "twins" ? "DeviceTwin" : "JSON",
+    itemType: plan.kind === "twins" ? QUERY_ITEM_TYPES.twin : QUERY_ITEM_TYPES.raw,
     aggregate: plan.kind === "groups",
   });
   internals.set(q, { plan, hash: createHash("sha256").update(text).digest("base64url").slice(0, 16) });
@@ -75,6 +79,7 @@ export function runQueryPage(
   const internal = internals.get(q);
   if (!internal) throw new QueryError("Invalid query: not a query made by compileQuery");
   const { plan, hash } = internal;
+  guardPrototype();
   const pageSize = pageSizeOf(opts.pageSize);
   const token = opts.continuation ? decodeToken(opts.continuation, hash) : undefined;
 
@@ -87,12 +92,12 @@ export function runQueryPage(
     const items = rows.slice(offset, offset + pageSize);
     const next = offset + items.length;
     return next < rows.length
-      ? { items, itemType: "JSON", continuation: encodeToken({ v: 1, h: hash, o: next }) }
-      : { items, itemType: "JSON" };
+      ? { items, itemType: QUERY_ITEM_TYPES.raw, continuation: encodeToken({ v: 1, h: hash, o: next }) }
+      : { items, itemType: QUERY_ITEM_TYPES.raw };
   }
 
   if (token && token.k === undefined) throw badToken("it does not belong to a row query");
-  const itemType = plan.kind === "twins" ? "DeviceTwin" : "JSON";
+  const itemType: ItemType = plan.kind === "twins" ? QUERY_ITEM_TYPES.twin : QUERY_ITEM_TYPES.raw;
   const returned = token?.n ?? 0;
   const remaining = plan.top === undefined ? Number.POSITIVE_INFINITY : plan.top - returned;
   const limit = Math.min(pageSize, remaining);

@@ -80,7 +80,9 @@ function stableJson(v: Value): string {
   if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
   if (isObject(v)) {
     const keys = Object.keys(v).sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${stableJson(v[k])}`).join(",")}}`;
+    // own values only (a "__proto__" key read as v[k] would be the prototype)
+    const at = (k: string) => Object.getOwnPropertyDescriptor(v, k)?.value as Value;
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${stableJson(at(k))}`).join(",")}}`;
   }
   return JSON.stringify(v) ?? "null";
 }

@@ -1,29 +1,19 @@
+import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, { type FastifyInstance } from "fastify";
 import type { Authorizer } from "../auth/authorizer.js";
-import type { Permission } from "../auth/credentials.js";
 import { errors, HubError } from "../errors.js";
-import { HEADERS } from "../protocol.js";
-import { compileQuery, QueryError, runQueryPage } from "../query/index.js";
-import type { DeviceRegistry, IdentityInput } from "../registry.js";
-import { renderIdentity } from "../twin/device.js";
+import { API_VERSION, API_VERSIONS, HEADERS } from "../protocol.js";
+import { QueryError } from "../query/index.js";
+import type { DeviceRegistry } from "../registry.js";
+import { devicesRoutes } from "./devices.js";
+import { queryRoutes } from "./query.js";
+import { statisticsRoutes } from "./statistics.js";
+import { twinsRoutes } from "./twins.js";
+import { headerOf, sendError } from "./wire.js";
 
 /** Requests larger than this are refused whole (a twin is at most 72 KB of properties plus metadata). */
 const BODY_LIMIT = 256 * 1024;
-/** `GET /devices?top=` bounds, as IoT Hub documents them. */
-const DEFAULT_TOP = 1000;
-const MAX_TOP = 1000;
-/** Bulk registry operations take at most 100 devices per call. */
-const MAX_BULK = 100;
-
-declare module "fastify" {
-  interface FastifyContextConfig {
-    permission?: Permission;
-  }
-  interface FastifyRequest {
-    policyName?: string;
-  }
-}
 
 export interface RestOptions {
   registry: DeviceRegistry;
@@ -49,15 +39,24 @@ export async function createRestApi({
     routerOptions: { maxParamLength: 512, ignoreTrailingSlash: true },
   });
 
-  // Empty bodies are fine (DELETE with a JSON content type); anything else must be valid JSON.
-  const parseJson = app.getDefaultJsonParser("error", "error");
+  // Empty bodies are fine (DELETE with a JSON content type); anything else must be valid JSON. Keys named
+  // "__proto__" or "constructor" stay plain own properties (as JSON.parse makes them): the twin layer refuses
+  // "__proto__" with a message that names it, accepts "constructor"/"prototype" as IoT Hub does, and every layer
+  // reads and writes own properties only (see twin/twin.ts getOwn/setOwn).
+  const parseJson = app.getDefaultJsonParser("ignore", "ignore");
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, (req, body, done) => {
     if (body === "") return done(null, undefined);
     parseJson(req, body as string, done);
   });
 
-  app.addHook("onRequest", async (request) => {
+  app.addHook("onRequest", async (request, reply) => {
+    // "each operation returns an x-ms-request-id header that can be used to obtain information about the
+    // request" (IoT Hub REST reference overview): a GUID, on every answer, errors included.
+    reply.header(HEADERS.requestId, randomUUID());
+    // "api-version: query, required" on every service operation (REST reference, 2021-04-12); IoT Hub refuses a
+    // missing or unknown one with 400 and ErrorCode InvalidProtocolVersion (iothub-errorcode header as well).
+    checkApiVersion(request.query);
     // Device-side changes waiting for their group commit are stored before any service call reads or writes.
     registry.commit();
     const permission = request.routeOptions.config.permission;
@@ -82,99 +81,29 @@ export async function createRestApi({
     sendError(reply, errors.routeNotFound(`${request.method} ${request.url.split("?")[0]}`)),
   );
 
-  const read = { config: { permission: "RegistryRead" as const } };
-  const write = { config: { permission: "RegistryWrite" as const } };
-  const service = { config: { permission: "ServiceConnect" as const } };
-
-  type IdParams = { Params: { id: string } };
-
-  // Identity registry ("Service - Devices" REST reference).
-  app.get<IdParams>("/devices/:id", read, async (req) => renderIdentity(registry.require(req.params.id)));
-  app.put<IdParams>("/devices/:id", write, async (req) => {
-    const ifMatch = headerOf(req, HEADERS.ifMatch);
-    const body = (req.body ?? {}) as IdentityInput;
-    const record = ifMatch
-      ? registry.update(req.params.id, body, ifMatch)
-      : registry.create(req.params.id, body);
-    return renderIdentity(record);
-  });
-  app.delete<IdParams>("/devices/:id", write, async (req, reply) => {
-    registry.delete(req.params.id, headerOf(req, HEADERS.ifMatch) ?? "*");
-    return reply.code(204).send();
-  });
-  app.get<{ Querystring: { top?: string } }>("/devices", read, async (req) => {
-    const top = req.query.top === undefined ? DEFAULT_TOP : Number(req.query.top);
-    if (!Number.isInteger(top) || top < 1 || top > MAX_TOP)
-      throw errors.badRequest(`top must be a whole number from 1 to ${MAX_TOP}`);
-    return registry.list(top).map(renderIdentity);
-  });
-  app.post("/devices", write, async (req) => bulk(registry, req.body));
-  app.get("/statistics/devices", read, async () => registry.statistics());
-
-  // Twins ("Service - Devices: Get Twin / Update Twin / Replace Twin").
-  app.get<IdParams>("/twins/:id", service, async (req, reply) =>
-    twinReply(reply, registry.twin(req.params.id)),
-  );
-  app.patch<IdParams>("/twins/:id", service, async (req, reply) =>
-    twinReply(reply, registry.updateTwin(req.params.id, req.body, headerOf(req, HEADERS.ifMatch), false)),
-  );
-  app.put<IdParams>("/twins/:id", service, async (req, reply) =>
-    twinReply(reply, registry.updateTwin(req.params.id, req.body, headerOf(req, HEADERS.ifMatch), true)),
-  );
-
-  // Queries ("Service - Query IoT Hub"): page size and continuation travel in headers.
-  app.post("/devices/query", service, async (req, reply) => {
-    const body = req.body as { query?: unknown } | undefined;
-    if (typeof body?.query !== "string" || body.query.trim() === "") {
-      throw errors.badQuery('The body must be {"query": "<query text>"}');
-    }
-    const sizeHeader = headerOf(req, HEADERS.maxItemCount);
-    const pageSize = sizeHeader === undefined ? undefined : Number(sizeHeader);
-    if (pageSize !== undefined && (!Number.isInteger(pageSize) || pageSize < 1)) {
-      throw errors.badRequest(`${HEADERS.maxItemCount} must be a positive whole number`);
-    }
-    const page = runQueryPage(compileQuery(body.query), registry, {
-      pageSize,
-      continuation: headerOf(req, HEADERS.continuation),
-    });
-    reply.header(HEADERS.itemType, page.itemType);
-    if (page.continuation !== undefined) reply.header(HEADERS.continuation, page.continuation);
-    return page.items;
-  });
+  // One plugin per resource; each turns wire input into typed registry calls.
+  await app.register(devicesRoutes(registry));
+  await app.register(twinsRoutes(registry));
+  await app.register(queryRoutes(registry));
+  await app.register(statisticsRoutes(registry));
 
   await app.ready();
   return app;
 }
 
-function twinReply(reply: FastifyReply, twin: { etag: string }) {
-  reply.header(HEADERS.etag, `"${twin.etag}"`);
-  return twin;
-}
-
-function headerOf(req: FastifyRequest, name: string): string | undefined {
-  const value = req.headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
-
-/** `POST /devices`: the SDK's addDevices/updateDevices/removeDevices; only creation is supported here. */
-function bulk(registry: DeviceRegistry, body: unknown) {
-  if (!Array.isArray(body) || body.length === 0 || body.length > MAX_BULK) {
-    throw errors.badRequest(`The body must be an array of 1 to ${MAX_BULK} device identities`);
+function checkApiVersion(query: unknown): void {
+  const raw = (query as Record<string, unknown> | undefined)?.["api-version"];
+  const version = Array.isArray(raw) ? raw[0] : raw;
+  if (typeof version !== "string" || version === "") {
+    throw errors.badApiVersion(
+      `The api-version query parameter is required: add ?api-version=${API_VERSION}`,
+    );
   }
-  const inputs = body.map((item, i) => {
-    if (typeof item !== "object" || item === null || typeof item.id !== "string") {
-      throw errors.badRequest(`Item ${i} must be an object with an "id"`);
-    }
-    if (String(item.importMode ?? "create").toLowerCase() !== "create") {
-      throw errors.badRequest(
-        `importMode ${JSON.stringify(item.importMode)} is not supported by local-hub: only create`,
-      );
-    }
-    const { id, importMode: _mode, ...input } = item;
-    return { id: id as string, input: input as IdentityInput };
-  });
-  registry.createMany(inputs);
-  return { isSuccessful: true, errors: [], warnings: [] };
+  if (!API_VERSIONS.has(version)) {
+    throw errors.badApiVersion(
+      `api-version ${JSON.stringify(version.slice(0, 40))} is not supported: use api-version=${API_VERSION}`,
+    );
+  }
 }
 
 function toHubError(error: unknown): HubError {
@@ -194,8 +123,4 @@ function toHubError(error: unknown): HubError {
     return errors.badRequest(e.message ?? "Bad request");
   }
   return errors.internal("The hub failed to handle this request; see its log");
-}
-
-function sendError(reply: FastifyReply, error: HubError) {
-  return reply.code(error.status).type("application/json; charset=utf-8").send(error.body());
 }

@@ -2,6 +2,7 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { DeviceRecord } from "../twin/device.js";
+import { DataDirInUseError, isLockedError, readHolder } from "./lock.js";
 import type { Store } from "./store.js";
 
 const SCHEMA_VERSION = 1;
@@ -22,9 +23,21 @@ export class SqliteStore implements Store {
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       ownerOnly(join(dataDir, "hub.db"));
     }
-    this.db = new Database(dataDir ? join(dataDir, "hub.db") : ":memory:");
+    // A file database is held exclusively (see lock.ts): no waiting for a lock that only another hub can hold.
+    this.db = new Database(dataDir ? join(dataDir, "hub.db") : ":memory:", dataDir ? { timeout: 0 } : {});
     if (dataDir) {
-      this.db.pragma("journal_mode = WAL");
+      try {
+        // "PRAGMA locking_mode": in EXCLUSIVE mode the connection never releases its file locks; set before WAL
+        // mode is entered, WAL uses no shared memory and the exclusive lock is held from the first access
+        // (sqlite.org/wal.html, "Use of WAL Without Shared-Memory"). The empty write takes it now.
+        this.db.pragma("locking_mode = EXCLUSIVE");
+        this.db.pragma("journal_mode = WAL");
+        this.db.exec("BEGIN EXCLUSIVE; COMMIT");
+      } catch (error) {
+        this.db.close();
+        if (isLockedError(error)) throw new DataDirInUseError(dataDir, readHolder(dataDir));
+        throw error;
+      }
       this.db.pragma(`synchronous = ${durability === "full" ? "FULL" : "NORMAL"}`);
     }
     this.db.exec(`

@@ -10,9 +10,22 @@ export interface DeviceRecord {
   connectionState: "Connected" | "Disconnected";
   connectionStateUpdatedTime: string;
   lastActivityTime: string;
+  /** Symmetric keys; both empty for a device that authenticates with X.509 ("selfSigned", "certificateAuthority"). */
   primaryKey: string;
   secondaryKey: string;
+  /** How the device authenticates; absent in records stored before X.509 identities existed, meaning "sas". */
+  authType?: AuthType;
+  /** X.509 thumbprints of a "selfSigned" device (hex, upper case), else null. */
+  primaryThumbprint?: string | null;
+  secondaryThumbprint?: string | null;
   iotEdge: boolean;
+  /**
+   * "Understand the identity registry > Device identity properties": an edge device's own scope (generated, never
+   * changes), or for a leaf device the scope of its parent edge device.
+   */
+  deviceScope?: string | null;
+  /** Edge devices: the scope of the parent edge device (at most one); leaf devices: their deviceScope. */
+  parentScopes?: string[];
   twin: TwinState;
   /**
    * The device's persistent MQTT session (CleanSession=0) is subscribed to desired-property updates. IoT Hub
@@ -20,6 +33,11 @@ export interface DeviceRecord {
    * not subscribe again after reconnecting.
    */
   desiredSubscribed?: boolean;
+  /**
+   * Likewise for twin responses (`$iothub/twin/res/#`): IoT Hub answers twin requests only to a session that
+   * subscribed to them, and the SDKs subscribe once per client, not once per connection.
+   */
+  twinResponsesSubscribed?: boolean;
 }
 
 export interface TwinState {
@@ -39,8 +57,13 @@ export interface SectionState {
 /** IoT Hub's "never" timestamp, used for times that have not happened yet. */
 export const NEVER = "0001-01-01T00:00:00Z";
 
+/** `authentication.type` values of the registry ("Service - Devices": AuthenticationMechanism.type). */
+export type AuthType = "sas" | "selfSigned" | "certificateAuthority";
+
 /** A device identity as the registry REST API returns it. */
 export function renderIdentity(r: DeviceRecord) {
+  const type = r.authType ?? "sas";
+  const sas = type === "sas";
   return {
     deviceId: r.deviceId,
     generationId: r.generationId,
@@ -53,10 +76,15 @@ export function renderIdentity(r: DeviceRecord) {
     lastActivityTime: r.lastActivityTime,
     cloudToDeviceMessageCount: 0,
     authentication: {
-      symmetricKey: { primaryKey: r.primaryKey, secondaryKey: r.secondaryKey },
-      x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
-      type: "sas",
+      symmetricKey: { primaryKey: sas ? r.primaryKey : null, secondaryKey: sas ? r.secondaryKey : null },
+      x509Thumbprint: {
+        primaryThumbprint: r.primaryThumbprint ?? null,
+        secondaryThumbprint: r.secondaryThumbprint ?? null,
+      },
+      type,
     },
     capabilities: { iotEdge: r.iotEdge },
+    deviceScope: r.deviceScope ?? null,
+    parentScopes: r.parentScopes ?? [],
   };
 }

@@ -25,8 +25,33 @@ type SectionName = "tags" | "desired" | "reported";
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const BAD_KEY = /[\u0000-\u001f\u007f-\u009f.$ ]/;
 
+/**
+ * "__proto__" is the one name the twin code refuses beyond IoT Hub's rules ("Understand device twins > Tags and
+ * properties format": keys are "up to 1 KB", without control characters, '.', '$' or SP, which admits it).
+ * JavaScript gives that name a meaning of its own (the object's prototype), so a patch using it is refused as an
+ * invalid property name, at the root, for every protocol. This is a deliberate, documented divergence: no real
+ * twin is expected to use it, and refusing it keeps hostile patches away from every later step. "constructor" and
+ * "prototype" are ordinary names in JSON and IoT Hub accepts them, so they are stored like any other key: every
+ * read and write below goes through own-property helpers, so no key can reach a prototype.
+ */
+const RESERVED_KEY = "__proto__";
+
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** `o[key]` if `key` is an own property of `o`, else undefined: never an inherited value. */
+export function getOwn(o: Record<string, unknown>, key: string): unknown {
+  if (!Object.hasOwn(o, key)) return undefined;
+  // o["__proto__"] would read the accessor on Object.prototype, not the own property JSON.parse made
+  return key === RESERVED_KEY ? Object.getOwnPropertyDescriptor(o, key)?.value : o[key];
+}
+
+/** Sets an own, enumerable property even for a key that is special to JavaScript ("__proto__"). */
+export function setOwn(o: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === RESERVED_KEY)
+    Object.defineProperty(o, key, { value, enumerable: true, writable: true, configurable: true });
+  else o[key] = value;
 }
 
 /** Validates a patch for one section; throws a 400 HubError naming the offending path. */
@@ -39,11 +64,17 @@ export function validatePatch(
 
   function walk(obj: Record<string, unknown>, path: string, depth: number): void {
     if (depth > LIMITS.depth) throw errors.badRequest(`${path} is nested deeper than ${LIMITS.depth} levels`);
-    for (const [key, value] of Object.entries(obj)) {
+    for (const key of Object.keys(obj)) {
+      const value = getOwn(obj, key);
       const at = `${path}.${key}`;
       if (key.length === 0 || BAD_KEY.test(key)) {
         throw errors.badRequest(
           `Invalid property name ${JSON.stringify(key)} at ${path}: names cannot be empty or contain '.', '$', spaces or control characters`,
+        );
+      }
+      if (key === RESERVED_KEY) {
+        throw errors.badRequest(
+          `Invalid property name "__proto__" at ${path}: local-hub refuses this name (it is special to JavaScript)`,
         );
       }
       if (Buffer.byteLength(key) > LIMITS.keyBytes)
@@ -67,6 +98,11 @@ export function validatePatch(
       return;
     }
     if (Array.isArray(value)) {
+      // Arrays count as a level ("All JSON objects in tags, desired, and reported properties can have a maximum
+      // depth of 10"): an array's items sit one level below it, so arrays nested in arrays cannot hide depth.
+      // The check comes before the recursion, which is therefore bounded by the limit whatever the input.
+      if (depth + 1 > LIMITS.depth)
+        throw errors.badRequest(`${at} is nested deeper than ${LIMITS.depth} levels`);
       for (const [i, item] of value.entries()) {
         if (item === null) throw errors.badRequest(`${at}[${i}] is null: arrays cannot hold null`);
         if (isPlainObject(item)) walk(item, `${at}[${i}]`, depth + 1);
@@ -89,22 +125,25 @@ function mergeInto(
   patch: Record<string, unknown>,
   stamp: MetaStamp,
 ): void {
-  for (const [key, value] of Object.entries(patch)) {
+  // Own-property reads and writes only (getOwn/setOwn): a key can never reach or replace a prototype.
+  for (const key of Object.keys(patch)) {
+    const value = getOwn(patch, key);
     if (value === null) {
-      delete props[key];
-      delete meta[key];
+      if (Object.hasOwn(props, key)) delete props[key];
+      if (Object.hasOwn(meta, key)) delete meta[key];
       continue;
     }
-    const current = props[key];
+    const current = getOwn(props, key);
     if (isPlainObject(value) && isPlainObject(current)) {
-      const childMeta = isPlainObject(meta[key]) ? (meta[key] as Record<string, unknown>) : {};
+      const oldMeta = getOwn(meta, key);
+      const childMeta = isPlainObject(oldMeta) ? oldMeta : {};
       Object.assign(childMeta, stamp.node());
-      meta[key] = childMeta;
+      setOwn(meta, key, childMeta);
       mergeInto(current, childMeta, value, stamp);
     } else {
       const fresh = stripNulls(value);
-      props[key] = fresh;
-      meta[key] = metaFor(fresh, stamp);
+      setOwn(props, key, fresh);
+      setOwn(meta, key, metaFor(fresh, stamp));
     }
   }
 }
@@ -113,14 +152,39 @@ function mergeInto(
 function stripNulls(value: unknown): unknown {
   if (!isPlainObject(value)) return cloneJson(value);
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) if (v !== null) out[k] = stripNulls(v);
+  for (const k of Object.keys(value)) {
+    const v = getOwn(value, k);
+    if (v !== null) setOwn(out, k, stripNulls(v));
+  }
   return out;
 }
 
 function metaFor(value: unknown, stamp: MetaStamp): Record<string, unknown> {
   const node = stamp.node();
-  if (isPlainObject(value)) for (const [k, v] of Object.entries(value)) node[k] = metaFor(v, stamp);
+  if (isPlainObject(value))
+    for (const k of Object.keys(value)) setOwn(node, k, metaFor(getOwn(value, k), stamp));
   return node;
+}
+
+/**
+ * The merge patch that turns `before` into `after` for a device that merges patches (as the device SDKs do):
+ * `after`'s values, plus an explicit `null` for every key `before` has and `after` lacks, at any depth. This is
+ * what a device receives when the service replaces desired properties (PUT /twins) or clears them
+ * (`"desired": null`): "the device app receives ... the patch", and a removed property arrives as null
+ * ("Understand device twins > Device operations: ... desired property update notifications ... null means delete").
+ */
+export function diffPatch(
+  before: Record<string, unknown>,
+  after: Record<string, unknown>,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(before)) if (!Object.hasOwn(after, k)) setOwn(out, k, null);
+  for (const k of Object.keys(after)) {
+    const a = getOwn(after, k);
+    const b = getOwn(before, k);
+    setOwn(out, k, isPlainObject(a) && isPlainObject(b) ? diffPatch(b, a) : cloneJson(a));
+  }
+  return out;
 }
 
 class MetaStamp {
@@ -158,11 +222,8 @@ function cloneJson<T>(value: T): T {
   if (Array.isArray(value)) return value.map(cloneJson) as T;
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(value)) {
-    const copy = cloneJson((value as Record<string, unknown>)[key]);
     // A key named "__proto__" (JSON.parse makes it an ordinary property) must stay one, as structuredClone keeps it.
-    if (key === "__proto__")
-      Object.defineProperty(out, key, { value: copy, enumerable: true, writable: true, configurable: true });
-    else out[key] = copy;
+    setOwn(out, key, cloneJson(getOwn(value as Record<string, unknown>, key)));
   }
   return out as T;
 }
@@ -182,6 +243,11 @@ export interface TwinChange {
   reported?: Record<string, unknown>;
   /** Replace tags/desired wholly (PUT /twins) instead of merging. */
   replace?: boolean;
+  /**
+   * Sections to empty before their patch applies: a service patch `"tags": null` or `"desired": null` removes
+   * every property of that section (JSON merge patch, RFC 7386: a null member removes the target member).
+   */
+  clear?: ReadonlyArray<"tags" | "desired">;
 }
 
 /**
@@ -195,8 +261,9 @@ export function applyChange(twin: TwinState, change: TwinChange, now: string): T
   let changed = false;
   if (change.tags !== undefined) {
     validatePatch("tags", change.tags);
-    next.tags = change.replace ? (stripNulls(change.tags) as Record<string, unknown>) : cloneJson(twin.tags);
-    if (!change.replace) mergeInto(next.tags, {}, change.tags, new MetaStamp(now, undefined));
+    const fresh = change.replace || change.clear?.includes("tags");
+    next.tags = fresh ? (stripNulls(change.tags) as Record<string, unknown>) : cloneJson(twin.tags);
+    if (!fresh) mergeInto(next.tags, {}, change.tags, new MetaStamp(now, undefined));
     checkSize("tags", next.tags);
     changed = true;
   }
@@ -205,7 +272,8 @@ export function applyChange(twin: TwinState, change: TwinChange, now: string): T
     if (patch === undefined) continue;
     validatePatch(name, patch);
     const old = twin[name];
-    const section: SectionState = change.replace
+    const fresh = change.replace || (name === "desired" && change.clear?.includes("desired"));
+    const section: SectionState = fresh
       ? { version: old.version + 1, props: {}, meta: {} }
       : { version: old.version + 1, props: cloneJson(old.props), meta: cloneJson(old.meta) };
     next[name] = section;
@@ -251,6 +319,9 @@ function renderSection(s: SectionState): TwinSection {
 }
 
 const NO_THUMBPRINT = Object.freeze({ primaryThumbprint: null, secondaryThumbprint: null });
+const NO_SCOPES: readonly string[] = Object.freeze([]);
+const EDGE = Object.freeze({ iotEdge: true });
+const NOT_EDGE = Object.freeze({ iotEdge: false });
 
 /**
  * The twin document as `GET /twins/{id}` returns it (and as queries see it). Twin states are never changed in
@@ -268,12 +339,22 @@ export function renderTwin(r: DeviceRecord): TwinDocument {
     connectionState: r.connectionState,
     lastActivityTime: r.lastActivityTime,
     cloudToDeviceMessageCount: 0,
-    authenticationType: "sas",
-    x509Thumbprint: NO_THUMBPRINT,
+    authenticationType: r.authType ?? "sas",
+    x509Thumbprint:
+      r.primaryThumbprint || r.secondaryThumbprint
+        ? {
+            primaryThumbprint: r.primaryThumbprint ?? null,
+            secondaryThumbprint: r.secondaryThumbprint ?? null,
+          }
+        : NO_THUMBPRINT,
     modelId: "",
     version: r.twin.version,
     tags: r.twin.tags,
     properties: { desired: renderSection(r.twin.desired), reported: renderSection(r.twin.reported) },
+    capabilities: r.iotEdge ? EDGE : NOT_EDGE,
+    // always present (undefined when none: JSON leaves it out) so every twin document has one shape
+    deviceScope: r.deviceScope ?? undefined,
+    parentScopes: r.parentScopes ?? NO_SCOPES,
   };
 }
 

@@ -8,8 +8,8 @@ export interface TwinDocument {
   connectionState: "Connected" | "Disconnected";
   lastActivityTime: string;
   cloudToDeviceMessageCount: number;
-  authenticationType: "sas";
-  x509Thumbprint: { primaryThumbprint: null; secondaryThumbprint: null };
+  authenticationType: "sas" | "selfSigned" | "certificateAuthority";
+  x509Thumbprint: { primaryThumbprint: string | null; secondaryThumbprint: string | null };
   modelId: string;
   version: number;
   tags: Record<string, unknown>;
@@ -17,6 +17,9 @@ export interface TwinDocument {
     desired: TwinSection;
     reported: TwinSection;
   };
+  capabilities?: { iotEdge: boolean };
+  deviceScope?: string;
+  parentScopes?: readonly string[];
 }
 
 /** A property section: user properties plus `$metadata` and `$version`. */

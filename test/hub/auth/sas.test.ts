@@ -46,6 +46,39 @@ describe("SAS tokens", () => {
   });
 });
 
+describe("SAS tokens: hostile spellings are refusals, never exceptions", () => {
+  it("refuses a malformed percent escape in any field (skn=%E0 used to throw a URIError)", () => {
+    const good = makeToken(KEY, "localhost:1234/devices/d1", LATER);
+    for (const bad of [
+      `${good}&skn=%E0`,
+      `${good}&skn=%`,
+      good.replace("sig=", "sig=%E0"),
+      `${good}&skn=%ZZ`,
+    ]) {
+      expect(() => parseToken(bad)).not.toThrow();
+      expect(parseToken(bad)).toBeUndefined();
+    }
+  });
+
+  it("accepts only the canonical base64 spelling of the signature", () => {
+    const good = makeToken(KEY, "localhost:1234/devices/d1", LATER);
+    const sig = decodeURIComponent(/sig=([^&]+)/.exec(good)![1]);
+    expect(parseToken(good)).toBeDefined();
+    for (const junk of [
+      `${sig}AAAA`,
+      `${sig}x`,
+      `${sig}=`,
+      ` ${sig}`,
+      sig.replace(/=$/, ""),
+      `${sig.slice(0, -2)}B=`,
+    ]) {
+      const token = good.replace(/sig=[^&]+/, `sig=${encodeURIComponent(junk)}`);
+      // Node's decoder reads every one of these as the same 32 bytes; the hub must not.
+      expect(parseToken(token), junk).toBeUndefined();
+    }
+  });
+});
+
 describe("Authorizer", () => {
   const device = { primaryKey: KEY, secondaryKey: OTHER, status: "enabled" as const };
   const auth = new Authorizer(
@@ -85,7 +118,10 @@ describe("Authorizer", () => {
   });
 
   it("lets a device in with its own key only, and says why not otherwise", () => {
-    expect(auth.device("d1", makeToken(KEY, "localhost:1234/devices/d1", LATER))).toEqual({ ok: true });
+    expect(auth.device("d1", makeToken(KEY, "localhost:1234/devices/d1", LATER))).toEqual({
+      ok: true,
+      expiresAt: LATER * 1000,
+    });
     expect(auth.device("d1", makeToken(OTHER, "localhost:1234/devices/d1", LATER)).ok).toBe(true);
     expect(auth.device("d1", makeToken(KEY, "localhost:1234/devices/d2", LATER))).toMatchObject({
       ok: false,
@@ -106,7 +142,7 @@ describe("Authorizer", () => {
     });
     expect(
       auth.device("d1", makeToken(owner.primaryKey, "localhost:1234/devices/d1", LATER, "iothubowner")),
-    ).toEqual({ ok: true });
+    ).toEqual({ ok: true, expiresAt: LATER * 1000 });
     const service = DEV_POLICIES.find((p) => p.name === "service")!;
     expect(
       auth.device("d1", makeToken(service.primaryKey, "localhost:1234/devices/d1", LATER, "service")).ok,

@@ -18,14 +18,14 @@ describe("query cases over the fixture", () => {
     for (const pageSize of [undefined, 2]) {
       const { items, pages } = runAll(q, source, pageSize);
       if (c.ids) {
-        expect(q.itemType).toBe("DeviceTwin");
-        expect(pages.every((p) => p.itemType === "DeviceTwin")).toBe(true);
+        expect(q.itemType).toBe("twin");
+        expect(pages.every((p) => p.itemType === "twin")).toBe(true);
         expect(idsOf(items)).toEqual(c.ids);
         // SELECT * returns the twin documents themselves
         for (const t of items) expect(FIXTURE).toContain(t);
       } else {
-        expect(q.itemType).toBe("JSON");
-        expect(pages.every((p) => p.itemType === "JSON")).toBe(true);
+        expect(q.itemType).toBe("raw");
+        expect(pages.every((p) => p.itemType === "raw")).toBe(true);
         if (c.anyOrder) expect(sortJson(items)).toEqual(sortJson(c.rows!));
         else expect(items).toEqual(c.rows);
       }

@@ -26,7 +26,7 @@ function attempt(text: string): string[] | undefined {
   try {
     const q = compileQuery(text);
     const { items } = runAll(q, source, 5);
-    return q.itemType === "DeviceTwin" ? idsOf(items) : [];
+    return q.itemType === "twin" ? idsOf(items) : [];
   } catch (e) {
     if (!(e instanceof QueryError) || e.message.length === 0) {
       throw new Error(`query ${JSON.stringify(text)} threw ${String(e)}`);

@@ -56,7 +56,7 @@ describe("paging", () => {
     const source = new MemorySource(all);
     expect(runQueryPage(compileQuery("SELECT * FROM devices WHERE false"), source, {})).toEqual({
       items: [],
-      itemType: "DeviceTwin",
+      itemType: "twin",
     });
     const q = compileQuery("SELECT * FROM devices WHERE tags.bucket = 3");
     const page = runQueryPage(q, source, { pageSize: 10 });
@@ -136,7 +136,7 @@ describe("paging", () => {
       expect(items).toHaveLength(250);
       expect(new Set(items.map((r) => (r as { bucket: number }).bucket)).size).toBe(250);
       expect(items.every((r) => (r as { n: number }).n === 10)).toBe(true);
-      expect(pages.every((p) => p.itemType === "JSON")).toBe(true);
+      expect(pages.every((p) => p.itemType === "raw")).toBe(true);
       expect(pages.at(-1)!.continuation).toBeUndefined();
     }
     const top = runAll(`SELECT TOP 20 ${query.slice(7)}`, source, 7);
@@ -148,7 +148,7 @@ describe("paging", () => {
     const source = new MemorySource(all);
     expect(runQueryPage(compileQuery("SELECT COUNT() AS n FROM devices"), source, {})).toEqual({
       items: [{ n: N }],
-      itemType: "JSON",
+      itemType: "raw",
     });
     expect(
       runQueryPage(compileQuery("SELECT COUNT() AS n FROM devices WHERE tags.parity = 'odd'"), source, {})

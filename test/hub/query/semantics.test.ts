@@ -125,7 +125,7 @@ describe("API contract", () => {
   it("rejects input that is not a string and queries it did not compile", () => {
     expect(() => compileQuery(undefined as unknown as string)).toThrow(QueryError);
     expect(() => compileQuery(42 as unknown as string)).toThrow(QueryError);
-    const fake = { text: "SELECT * FROM devices", itemType: "DeviceTwin", aggregate: false } as CompiledQuery;
+    const fake = { text: "SELECT * FROM devices", itemType: "twin", aggregate: false } as CompiledQuery;
     expect(() => runQueryPage(fake, source, {})).toThrow(QueryError);
   });
 
@@ -138,12 +138,12 @@ describe("API contract", () => {
   });
 
   it("reports the item type and whether pages slice an aggregate", () => {
-    expect(compileQuery("SELECT * FROM devices")).toMatchObject({ itemType: "DeviceTwin", aggregate: false });
+    expect(compileQuery("SELECT * FROM devices")).toMatchObject({ itemType: "twin", aggregate: false });
     expect(compileQuery("SELECT deviceId FROM devices")).toMatchObject({
-      itemType: "JSON",
+      itemType: "raw",
       aggregate: false,
     });
-    expect(compileQuery("SELECT COUNT() FROM devices")).toMatchObject({ itemType: "JSON", aggregate: true });
+    expect(compileQuery("SELECT COUNT() FROM devices")).toMatchObject({ itemType: "raw", aggregate: true });
   });
 
   it("allows long OR chains (they stay flat)", () => {
