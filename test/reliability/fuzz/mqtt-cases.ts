@@ -148,6 +148,43 @@ export function mqttCase(rng: Rng, world: MqttWorld): MqttCase {
     description.push(what);
   }
 
+  // Most sessions start the way the SDK does (subscribe to twin responses and desired updates, then a twin
+  // GET and a reported patch), so the twin paths are reached before any damage or protocol violation.
+  if (identity !== "nobody" && identity !== "no-connect" && rng.chance(0.6)) {
+    const patch = randomPayload(rng, world.tag);
+    packets.unshift(
+      generate({
+        cmd: "subscribe",
+        messageId: 1,
+        subscriptions: [
+          { topic: "$iothub/twin/res/#", qos: 0 },
+          { topic: "$iothub/twin/PATCH/properties/desired/#", qos: 0 },
+        ],
+      }),
+      generate({
+        cmd: "publish",
+        topic: "$iothub/twin/GET/?$rid=sdk-1",
+        payload: Buffer.alloc(0),
+        qos: 0,
+        retain: false,
+        dup: false,
+      }),
+      generate({
+        cmd: "publish",
+        topic: "$iothub/twin/PATCH/properties/reported/?$rid=sdk-2",
+        payload: patch.body,
+        qos: 0,
+        retain: false,
+        dup: false,
+      }),
+    );
+    description.splice(
+      1,
+      0,
+      `SDK-like start: SUBSCRIBE twin/res + desired, twin GET, reported patch (${patch.how})`,
+    );
+  }
+
   // A burst of large RETAIN publishes on unique topics of the device's own telemetry: IoT Hub accepts the
   // flag but keeps nothing ("Communicate with an IoT hub using the MQTT protocol": it does not support
   // retained messages), so the hub's memory must not grow with them (the memory check sees this). They
