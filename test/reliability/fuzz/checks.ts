@@ -26,6 +26,15 @@ export function parseServerStream(bytes: Buffer): { packets: Packet[]; error?: s
   return { packets, error };
 }
 
+/** Whether an MQTT answer holds the replies to the SDK-like start (or a refusal, which ends it). */
+export function sdkStartSettled(received: Buffer): boolean {
+  const { packets } = parseServerStream(received);
+  const first = packets[0] as { cmd: string; returnCode?: number } | undefined;
+  if (first && first.cmd === "connack" && first.returnCode !== 0) return true;
+  const rids = packets.filter((p) => p.cmd === "publish").map((p) => (p as { topic: string }).topic);
+  return rids.some((t) => t.includes("$rid=sdk-1")) && rids.some((t) => t.includes("$rid=sdk-2"));
+}
+
 export function checkMqtt(c: MqttCase, x: Exchange, marker: Buffer): Violation[] {
   const out: Violation[] = [];
   if (x.received.includes(marker))
@@ -62,6 +71,23 @@ export function checkMqtt(c: MqttCase, x: Exchange, marker: Buffer): Violation[]
     });
   if (rc !== 0 && c.expectLogin === "accept" && c.pristine)
     out.push({ kind: "valid login refused", detail: `CONNACK ${rc}` });
+  // A login that was accepted, on a connection the hub kept open: the SDK-like twin GET and reported patch
+  // sent right after CONNECT (before the CONNACK, MQTT 3.1.1 section 3.1.4 allows it) are answered.
+  if (rc === 0 && c.sdkStart && c.pristine && !x.closedByHub) {
+    const answered = (rid: string) =>
+      rest.some(
+        (p) =>
+          p.cmd === "publish" && p.topic.startsWith("$iothub/twin/res/") && p.topic.includes(`$rid=${rid}`),
+      );
+    const get = rest.find((p) => p.cmd === "publish" && p.topic.includes("$rid=sdk-1"));
+    if (!get || !(get as { topic: string }).topic.startsWith("$iothub/twin/res/200/"))
+      out.push({
+        kind: "twin GET sent with the CONNECT not answered 200",
+        detail: get ? (get as { topic: string }).topic : "no answer",
+      });
+    if (!answered("sdk-2"))
+      out.push({ kind: "reported patch sent with the CONNECT not answered", detail: "no answer" });
+  }
   for (const p of rest) {
     if (p.cmd !== "publish") continue;
     if (!isDownstream(c.clientId, p.topic))

@@ -38,6 +38,8 @@ export interface MqttCase {
   expectLogin: "accept" | "refuse" | "either";
   /** No packet was damaged, duplicated or reordered. */
   pristine: boolean;
+  /** The session starts like the SDK's: its twin GET (rid sdk-1) and reported patch (sdk-2) need answers. */
+  sdkStart: boolean;
   /** The client id the CONNECT names (for checking what comes back). */
   clientId: string;
   /** Bytes sent before waiting for the CONNACK, and after it (empty: everything went in the first write). */
@@ -150,7 +152,8 @@ export function mqttCase(rng: Rng, world: MqttWorld): MqttCase {
 
   // Most sessions start the way the SDK does (subscribe to twin responses and desired updates, then a twin
   // GET and a reported patch), so the twin paths are reached before any damage or protocol violation.
-  if (identity !== "nobody" && identity !== "no-connect" && rng.chance(0.6)) {
+  const sdkStart = identity !== "nobody" && identity !== "no-connect" && rng.chance(0.6);
+  if (sdkStart) {
     const patch = randomPayload(rng, world.tag);
     packets.unshift(
       generate({
@@ -251,6 +254,7 @@ export function mqttCase(rng: Rng, world: MqttWorld): MqttCase {
     category: `mqtt-${identity}`,
     expectLogin: identity === "no-connect" ? "refuse" : expectLogin,
     pristine: !damaged,
+    sdkStart,
     clientId,
     first: Buffer.concat(all.slice(0, split)),
     second: Buffer.concat(all.slice(split)),

@@ -1,5 +1,5 @@
 import type { HubAddress } from "../support.js";
-import { checkHttp, checkMqtt, type Violation } from "./checks.js";
+import { checkHttp, checkMqtt, sdkStartSettled, type Violation } from "./checks.js";
 import { type HttpWorld, httpCase } from "./http-cases.js";
 import { type FuzzDevice, mqttCase } from "./mqtt-cases.js";
 import { Rng } from "./rng.js";
@@ -99,7 +99,12 @@ export async function runStorm(
       let connectError: string | undefined;
       if (built.protocol === "mqtt") {
         input = Buffer.concat([built.c.first, built.c.second]);
-        const x = await exchange(world.hub, built.c.first, built.c.second);
+        const x = await exchange(
+          world.hub,
+          built.c.first,
+          built.c.second,
+          built.c.sdkStart ? { settled: sdkStartSettled } : {},
+        );
         connectError = x.connectError;
         violations = connectError ? [] : checkMqtt(built.c, x, world.marker);
       } else {

@@ -20,7 +20,13 @@ export function exchange(
   hub: HubAddress,
   first: Buffer,
   second: Buffer,
-  opts: { idleMs?: number; maxMs?: number } = {},
+  opts: {
+    idleMs?: number;
+    maxMs?: number;
+    /** While this says the answer is incomplete, a quiet spell must last `patientIdleMs` (default 2 s). */
+    settled?: (received: Buffer) => boolean;
+    patientIdleMs?: number;
+  } = {},
 ): Promise<Exchange> {
   const idleMs = opts.idleMs ?? 400;
   const maxMs = opts.maxMs ?? 5000;
@@ -41,7 +47,9 @@ export function exchange(
     const hard = setTimeout(() => finish(false), maxMs);
     const quiet = () => {
       clearTimeout(idle);
-      idle = setTimeout(() => finish(false), idleMs);
+      const wait =
+        opts.settled && !opts.settled(Buffer.concat(chunks)) ? (opts.patientIdleMs ?? 2000) : idleMs;
+      idle = setTimeout(() => finish(false), wait);
     };
     socket.on("data", (d: Buffer) => {
       chunks.push(d);
