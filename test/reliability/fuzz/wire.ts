@@ -7,7 +7,7 @@ export interface Exchange {
   received: Buffer;
   /** The hub closed the connection (rather than the client giving up after a quiet spell). */
   closedByHub: boolean;
-  /** The TLS handshake itself failed (the hub was not there). */
+  /** The TLS handshake failed or did not finish in time (the hub was not there, or stuck). */
   connectError?: string;
 }
 
@@ -44,7 +44,8 @@ export function exchange(
       socket.destroy();
       resolve({ received: Buffer.concat(chunks), closedByHub, connectError });
     };
-    const hard = setTimeout(() => finish(false), maxMs);
+    // No TLS handshake by the deadline counts as not reaching the hub (a dead or stuck hub).
+    const hard = setTimeout(() => finish(false, connected ? undefined : "no TLS handshake in time"), maxMs);
     const quiet = () => {
       clearTimeout(idle);
       const wait =
