@@ -27,16 +27,19 @@ import { type HubProcess, policy, rest, serviceToken, sleep, spawnHub } from "./
  * and the real Registry keep doing twin round trips. Invariants, each its own test below:
  * - the hub process never exits (after an exit the hub is restarted on the same data and the storm goes on,
  *   and each case that was in flight is replayed alone to name the one that kills it);
+ * - the hub never stops answering (a watchdog pings it; a stuck hub is killed, and replayed like a crash);
  * - the victim's twin (a unique marker string) never reaches a fuzz connection;
+ * - the victim's twin and identity end exactly as its own clients made them;
  * - each fuzz connection's answer follows the protocol (no packet before CONNACK, nothing after a refused
  *   CONNACK, no bad login accepted, no 5xx, no 2xx without a valid token, no retained or foreign publish);
  * - no property ever appears on Object/Array/Function.prototype (a probe loaded into the hub watches);
  * - memory stays bounded (RSS from /proc and heap+external after a full GC, before vs after);
  * - the SDK clients are answered within a generous bound throughout;
- * - connections that stall mid-request are closed by the hub.
+ * - connections that stall before their first complete request are closed by the hub.
  *
  * FUZZ_SEED (number or "random"; default fixed), FUZZ_CASES (default 500), FUZZ_CONCURRENCY (default 6),
- * FUZZ_ONLY (case indices, comma-separated, to reproduce a finding), FUZZ_REPORT (a file to write the findings to as JSON).
+ * FUZZ_ONLY (case indices, comma-separated, to reproduce a finding), FUZZ_REPORT (a JSON file for the
+ * findings). What is sent and checked is documented in docs/reliability.md.
  */
 
 const SEED = runSeed();
