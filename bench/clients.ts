@@ -46,6 +46,8 @@ export interface DeviceTarget {
   /** For the hub: the HostName its tokens and usernames name. Undefined for the bare broker. */
   hostName?: string;
   key?: string;
+  /** X.509 devices: the certificate and key each device presents in the TLS handshake (and no password). */
+  certificateOf?: (deviceId: string) => { cert: string; key: string };
 }
 
 /** One MQTT 3.1.1 connection over TLS as the device `deviceId` (IoT Hub's username and SAS password). */
@@ -64,7 +66,10 @@ export function connectDevice(target: DeviceTarget, deviceId: string): Promise<M
     reconnectPeriod: 0,
     connectTimeout: 60_000,
   };
-  if (target.hostName && target.key) {
+  if (target.hostName && target.certificateOf) {
+    options.username = `${target.hostName}/${deviceId}/?api-version=2021-04-12`;
+    Object.assign(options, target.certificateOf(deviceId));
+  } else if (target.hostName && target.key) {
     options.username = `${target.hostName}/${deviceId}/?api-version=2021-04-12`;
     options.password = makeToken(
       target.key,

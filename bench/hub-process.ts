@@ -170,7 +170,12 @@ async function seed({ dataDir, count, prefix, key }: SeedArgs): Promise<void> {
 
 async function hub(): Promise<void> {
   const started = Date.now();
-  const running = await startHub({ port: 0, dataDir: args.dataDir, quiet: true });
+  const running = await startHub({
+    port: 0,
+    dataDir: args.dataDir,
+    quiet: true,
+    caCertificates: args.caCertificates,
+  });
   serve(
     {
       hostName: running.hostName,

@@ -18,6 +18,7 @@ import { scenarioBackend } from "./scenario-backend.js";
 import { scenarioDevices } from "./scenario-devices.js";
 import { scenarioQueries } from "./scenario-queries.js";
 import { scenarioStartup } from "./scenario-startup.js";
+import { scenarioX509 } from "./scenario-x509.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
@@ -38,7 +39,7 @@ const { values } = parseArgs({
 
 if (values.help) {
   console.log(`npm run bench -- [options]
-  --scenario 1,2,3,4   scenarios to run (1 back-end at scale, 2 device side, 3 queries, 4 start-up/tutorial/RSS)
+  --scenario 1,2,3,4   scenarios to run (1 back-end at scale, 2 device side, 3 queries, 4 start-up/tutorial/RSS, 5 X.509 logins)
   --quick              small sizes and fewer runs (a couple of minutes)
   --sizes a,b,c        scenario 1 registry sizes (default 100,1000,10000; quick 100,1000)
   --devices a,b        scenario 2 connected devices K (default 100,1000; quick 100,1000)
@@ -124,6 +125,9 @@ await run(3, "queries at scale", async () => {
 });
 await run(4, "start-up, the tutorial, hub memory", () =>
   scenarioStartup({ reps: quick ? 3 : 10, hubAfterQueries, root: ROOT }, report),
+);
+await run(5, "X.509 device logins next to SAS logins", () =>
+  scenarioX509({ devices: quick ? 100 : 300, reps: Math.max(options.reps, 3) }, report),
 );
 
 const table = report.table();

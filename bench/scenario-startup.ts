@@ -1,7 +1,9 @@
 /**
  * Scenario 4, start-up and the tutorial: wall time of `add-tags-and-query --help` (the SDKs must load only
- * when a command needs them), of the whole tutorial sequence (three CLI runs) against a running hub, and the
- * hub's resident memory after scenario 3 with 1,000 devices connected.
+ * when a command needs them), the hub's own start and stop (the `local-hub` command restarted, and the
+ * programmatic startHub()/stop() a test suite calls; see time-hub.ts), of the whole tutorial sequence (three
+ * CLI runs) against a running hub, and the hub's resident memory after scenario 3 with 1,000 devices
+ * connected.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -16,6 +18,7 @@ import { QUERY_KEY, QUERY_PREFIX } from "./scenario-queries.js";
 import { startServer } from "./servers.js";
 import { figure } from "./stats.js";
 import type { Timed } from "./time-commands.js";
+import type { HubTimings } from "./time-hub.js";
 
 const S = "4 start-up";
 const CONNECTED = 1000;
@@ -34,6 +37,28 @@ function timeCommands(cwd: string, runs: number, commands: string[][]): Timed[][
     maxBuffer: 64 * 2 ** 20,
   });
   return JSON.parse(out) as Timed[][];
+}
+
+/** The hub's start and stop, from a fresh helper process, with bare Node's start in the same runs. */
+function hubTimes(options: StartupOptions, report: Report, results: Record<string, unknown>) {
+  const helper = fileURLToPath(new URL("./time-hub.js", import.meta.url));
+  const t = JSON.parse(
+    execFileSync(process.execPath, [helper, JSON.stringify({ root: options.root, runs: options.reps })], {
+      encoding: "utf8",
+    }),
+  ) as HubTimings;
+  const ratio = t.cliReady.map((ready, i) => ready / t.bareNode[i]);
+  report.add(S, "node -e '' (reference, same runs)", figure(t.bareNode, "ms"));
+  report.add(S, "local-hub restart until --write-env file", figure(t.cliReady, "ms"));
+  report.add(S, "  ratio to bare node", figure(ratio, "x"), { atMost: 3, text: "<= 3x" });
+  report.add(S, "local-hub restart until a first HTTPS answer", figure(t.cliFirstAnswer, "ms"));
+  report.add(S, "local-hub SIGTERM until exited", figure(t.cliStop, "ms"));
+  report.add(S, "startHub() first in a process (import included)", figure(t.firstStart, "ms"));
+  report.add(S, "startHub() new data dir", figure(t.start, "ms"), { atMost: 150, text: "< 150 ms" });
+  report.add(S, "startHub({ inMemory })", figure(t.startInMemory, "ms"), { atMost: 150, text: "< 150 ms" });
+  report.add(S, "startHub() new data dir, until a first HTTPS answer", figure(t.startToFirstAnswer, "ms"));
+  report.add(S, "hub.stop()", figure(t.stop, "ms"), { atMost: 100, text: "< 100 ms" });
+  results.hubStart = t;
 }
 
 export async function scenarioStartup(
@@ -60,6 +85,8 @@ export async function scenarioStartup(
       report.add(S, "node -e '' (reference)", figure(bare, "ms"));
       report.add(S, "add-tags-and-query --help", figure(help, "ms"), { atMost: 150, text: "< 150 ms" });
       results.help = { bareNode: figure(bare, "ms"), help: figure(help, "ms") };
+
+      hubTimes(options, report, results);
 
       const dataDir = join(cwd, "hub");
       const hub = await startServer("hub", { dataDir });

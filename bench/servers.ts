@@ -51,7 +51,10 @@ function nextMessage<T>(child: ChildProcess, key: string): Promise<T> {
   });
 }
 
-export async function startServer(role: "hub" | "broker", args: { dataDir?: string } = {}): Promise<Server> {
+export async function startServer(
+  role: "hub" | "broker",
+  args: { dataDir?: string; caCertificates?: string[] } = {},
+): Promise<Server> {
   const child = spawnChild(role, args);
   const info = await nextMessage<ServerInfo>(child, "ready");
   let stopping: Promise<void> | undefined;
@@ -93,11 +96,14 @@ export async function startServer(role: "hub" | "broker", args: { dataDir?: stri
 }
 
 /** A hub on a new temporary data directory; `remove` stops it and deletes the directory. */
-export async function startHubInTemp(prefix: string): Promise<{ hub: Server; remove(): Promise<void> }> {
+export async function startHubInTemp(
+  prefix: string,
+  caCertificates?: string[],
+): Promise<{ hub: Server; remove(): Promise<void> }> {
   const dataDir = mkdtempSync(join(tmpdir(), prefix));
   let hub: Server;
   try {
-    hub = await startServer("hub", { dataDir });
+    hub = await startServer("hub", { dataDir, caCertificates });
   } catch (error) {
     rmSync(dataDir, { recursive: true, force: true });
     throw error;

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type RunningHub, startHub } from "../hub/index.js";
+import { TUTORIAL_DEVICE_ID } from "../shared/rules.js";
 
 /**
  * `npm start`: the whole device twins tutorial on an embedded local hub, running the same command-line tools a
@@ -12,7 +13,7 @@ import { type RunningHub, startHub } from "../hub/index.js";
  */
 
 const PLANT = "Redmond43";
-const DEVICE_ID = "myDeviceId";
+const DEVICE_ID = TUTORIAL_DEVICE_ID;
 
 const out = (line = "") => process.stdout.write(`${line}\n`);
 

@@ -1,3 +1,4 @@
+import { DEVICE_ID_CHARACTERS, isValidDeviceId, MAX_DEVICE_ID_LENGTH } from "../shared/rules.js";
 import { ConfigError } from "./errors.js";
 
 /**
@@ -84,8 +85,6 @@ const BLANK = String.raw`(?:\s|\u200b|\u200c|\u200d|\u2060|\ufeff)`;
 const BLANK_CHARS = new RegExp(BLANK);
 const BLANK_EDGES = new RegExp(`^${BLANK}+|${BLANK}+$`, "g");
 
-/** IoT Hub device IDs: up to 128 ASCII letters, digits and `- . + % _ # * ? ! ( ) , : = @ $ '`. */
-const DEVICE_ID_PATTERN = /^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,128}$/;
 const HOST_LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
 
 export function describeLabel(label: ValueLabel): string {
@@ -277,21 +276,19 @@ export function parseHostName(label: ValueLabel, partName: string, hostName: str
   return { hostName, host, port };
 }
 
-export function isValidDeviceId(deviceId: string): boolean {
-  return DEVICE_ID_PATTERN.test(deviceId);
-}
+export { isValidDeviceId };
 
 export function checkDeviceId(label: ValueLabel, deviceId: string, where = "is"): void {
   if (!isValidDeviceId(deviceId)) {
     const why =
       deviceId.length === 0
         ? "empty"
-        : deviceId.length > 128
-          ? "longer than 128 characters"
+        : deviceId.length > MAX_DEVICE_ID_LENGTH
+          ? `longer than ${MAX_DEVICE_ID_LENGTH} characters`
           : "contains characters IoT Hub does not allow in device IDs";
     throw new ConfigError(`${describeLabel(label)} ${where} not a valid device ID: it is ${why}.`, {
       setting: label.name,
-      hint: "Device IDs are up to 128 ASCII letters, digits and - . + % _ # * ? ! ( ) , : = @ $ '.",
+      hint: `Device IDs are up to ${MAX_DEVICE_ID_LENGTH} ASCII letters, digits and ${DEVICE_ID_CHARACTERS}.`,
     });
   }
 }

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { TUTORIAL_DEVICE_ID } from "../shared/rules.js";
 import {
   checkDeviceId,
   type DeviceConnectionString,
@@ -25,7 +26,7 @@ import {
  * named by `--env-file`) > defaults.
  */
 
-export const DEFAULT_DEVICE_ID = "myDeviceId";
+export const DEFAULT_DEVICE_ID = TUTORIAL_DEVICE_ID;
 
 export interface CaConfig {
   /** Absolute path of the PEM file. */

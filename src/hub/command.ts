@@ -3,7 +3,9 @@ import { constants, readFileSync } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { DEV_POLICIES, type SharedAccessPolicy, validatePolicies } from "./auth/credentials.js";
+import { parseCaCertificates } from "./auth/x509.js";
 import { DEFAULT_DATA_DIR, type RunningHub, startHub } from "./index.js";
+import type { Tier } from "./throttle/index.js";
 
 export interface LocalHubFlags {
   port: number;
@@ -14,11 +16,18 @@ export interface LocalHubFlags {
   keysFile?: string;
   hostName?: string;
   quiet?: boolean;
+  /** Milliseconds query results lag writes (parsed by the CLI). */
+  queryDelay?: number;
+  /** IoT Hub tier whose throttles to enforce (parsed by the CLI). */
+  throttle?: Tier;
+  /** PEM files of CA certificates registered for X.509 CA device authentication (`--ca-cert`, repeatable). */
+  caCert?: string[];
 }
 
 /** The `local-hub` command: start, print how to connect, run until Ctrl-C or SIGTERM. */
 export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
   const policies = flags.keysFile ? readKeysFile(flags.keysFile) : DEV_POLICIES;
+  const caCertificates = (flags.caCert ?? []).map(readCaFile);
   let hub: RunningHub;
   try {
     hub = await startHub({
@@ -29,6 +38,9 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
       policies,
       hostName: flags.hostName,
       quiet: flags.quiet,
+      queryDelayMs: flags.queryDelay,
+      throttle: flags.throttle,
+      caCertificates,
     });
   } catch (error) {
     const e = error as NodeJS.ErrnoException;
@@ -65,6 +77,17 @@ export async function runLocalHub(flags: LocalHubFlags): Promise<RunningHub> {
   }
   if (policies === DEV_POLICIES)
     out("These are the well-known development keys: fine on your machine, never for anything shared.");
+  // Only with the options on: the tutorial's output stays the same without them.
+  if (flags.queryDelay)
+    out(`queries: results lag writes by ${flags.queryDelay} ms (--query-delay); GET of one twin is current`);
+  if (caCertificates.length > 0)
+    out(
+      `x509:   trusting ${caCertificates.length} CA certificate file(s) for X.509 CA device authentication (--ca-cert)`,
+    );
+  if (flags.throttle)
+    out(
+      `throttling: IoT Hub ${flags.throttle} quotas for one unit (--throttle); over quota gets 429 ThrottlingException`,
+    );
   // Handlers go in before the env file appears: whoever waits for that file may signal us at once.
   const shutdown = (signal: string) => {
     out(`\n${signal}: stopping local-hub`);
@@ -108,6 +131,20 @@ async function writeSecretFile(file: string, text: string): Promise<void> {
     await rm(partial, { force: true });
     throw error;
   }
+}
+
+/** A `--ca-cert` file: PEM text of one or more CA certificates, checked here so the error names the file. */
+function readCaFile(file: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    throw new Error(
+      `cannot read --ca-cert ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+    );
+  }
+  parseCaCertificates([text], `--ca-cert ${file}`);
+  return text;
 }
 
 function readKeysFile(file: string): SharedAccessPolicy[] {

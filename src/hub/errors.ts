@@ -1,4 +1,4 @@
-import { ERROR_CODES } from "./protocol.js";
+import { ERROR_CODES, NUMERIC_ERROR_CODES } from "./protocol.js";
 
 type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
 
@@ -50,5 +50,26 @@ export const errors = {
       `Precondition failed: the ${what} etag does not match the current one`,
     ),
   tooLarge: (message: string) => new HubError(413, ERROR_CODES.requestEntityTooLarge, message),
+  /** "If you hit the limit, IoT Hub responds with error code 429" ... "429 ThrottlingException" (quotas and throttling). */
+  throttled: (what: string, tier: string) =>
+    new HubError(
+      429,
+      ERROR_CODES.throttlingException,
+      `${what} are over the ${tier} tier's throttle (local-hub --throttle ${tier}), back off and retry`,
+    ),
   internal: (message: string) => new HubError(500, ERROR_CODES.serverError, message),
 };
+
+/**
+ * The body of a twin error response over MQTT (`$iothub/twin/res/<status>/?$rid=`). The device SDKs treat a
+ * response as failed when its body has an `errorCode` (azure-iot-device-mqtt MqttTwinClient,
+ * SRS_NODE_DEVICE_MQTT_TWIN_CLIENT_41_001); IoT Hub uses its numeric codes there ("IoT Hub API common error codes").
+ */
+export function twinErrorBody(status: number, message: string): string {
+  return JSON.stringify({
+    errorCode: NUMERIC_ERROR_CODES[status] ?? status * 1000,
+    trackingId: "local-hub",
+    message,
+    timestampUtc: new Date().toISOString(),
+  });
+}

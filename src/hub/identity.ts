@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { isValidDeviceId } from "../shared/rules.js";
 import { isBase64Key } from "./auth/credentials.js";
 import { errors } from "./errors.js";
 import type { AuthType, DeviceRecord } from "./twin/device.js";
@@ -35,8 +36,6 @@ export interface IdentityFields {
   parentScopes: string[];
 }
 
-/** Device IDs: up to 128 ASCII letters, digits and `-.+%_#*?!(),:=@$'` ("Understand the identity registry"). */
-const DEVICE_ID = /^[A-Za-z0-9\-.+%_#*?!(),:=@$']{1,128}$/;
 /** "statusReason: A 128 character-long string that stores the reason for the device identity status." */
 export const MAX_STATUS_REASON = 128;
 /** X.509 thumbprints: the hex SHA-1 (40 digits) or SHA-256 (64 digits) digest of the certificate. */
@@ -45,7 +44,7 @@ const THUMBPRINT = /^(?:[0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$/;
 const EDGE_SCOPE_PREFIX = "ms-azure-iot-edge://";
 
 export function checkDeviceId(deviceId: string): void {
-  if (!DEVICE_ID.test(deviceId)) {
+  if (!isValidDeviceId(deviceId)) {
     throw errors.badRequest(
       `Invalid device ID ${JSON.stringify(deviceId.slice(0, 140))}: use up to 128 letters, digits and -.+%_#*?!(),:=@$'`,
     );

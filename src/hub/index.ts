@@ -3,21 +3,25 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { DEFAULT_HUB_DATA_DIR, DEFAULT_HUB_PORT } from "../shared/rules.js";
 import { Authorizer } from "./auth/authorizer.js";
 import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
+import { parseCaCertificates } from "./auth/x509.js";
+import { ConnectionGate, type ConnectionLimits, resolveLimits } from "./connection-limits.js";
+import { DelayedTwinSource } from "./consistency/delayed-source.js";
+import { lazyFrontends } from "./frontends.js";
 import { createTlsListener } from "./listener.js";
 import { escapeForLog } from "./log.js";
-import { createMqttFrontend } from "./mqtt/broker.js";
 import { DeviceRegistry } from "./registry.js";
-import { createRestApi } from "./rest/server.js";
 import { removeHolder, writeHolder } from "./store/lock.js";
 import { SqliteStore } from "./store/sqlite.js";
+import { createThrottle, type ThrottleLimits, TIERS, type Tier } from "./throttle/index.js";
 import { ensureCertificates } from "./tls/certs.js";
 
 export { DEV_POLICIES, TUTORIAL_DEVICE } from "./auth/credentials.js";
 
-export const DEFAULT_PORT = 18883;
-export const DEFAULT_DATA_DIR = ".local-hub";
+export const DEFAULT_PORT = DEFAULT_HUB_PORT;
+export const DEFAULT_DATA_DIR = DEFAULT_HUB_DATA_DIR;
 /** IoT Hub's own ports: HTTPS and MQTT over TLS. */
 export const STANDARD_PORTS = [443, 8883] as const;
 /** Names the hub's certificate covers and its tokens may be addressed to. */
@@ -37,13 +41,30 @@ export interface HubOptions {
    * (for example through /etc/hosts); the certificate and SAS audiences cover it.
    */
   hostName?: string;
+  /**
+   * CA certificates (PEM text) registered with the hub for X.509 CA authentication: a certificateAuthority device
+   * logs in with a certificate chain leading to one of them, whose subject CN is its device ID. Default none.
+   */
+  caCertificates?: readonly string[];
   /** Shared access policies; default the well-known development ones. */
   policies?: readonly SharedAccessPolicy[];
   /** "full" also survives power loss (fsync per write); "normal" survives a killed hub. */
   durability?: "normal" | "full";
+  /**
+   * Query results lag writes by this many milliseconds, as IoT Hub's eventually consistent queries can; GET of one
+   * twin stays current. Default 0 (queries see every write at once).
+   */
+  queryDelayMs?: number;
+  /**
+   * Enforce IoT Hub's operation throttles of this tier (one unit), or of explicit limits, answering 429
+   * ThrottlingException over quota. Default: no throttling.
+   */
+  throttle?: Tier | ThrottleLimits;
   /** One line per operation; default stdout. */
   log?: (line: string) => void;
   quiet?: boolean;
+  /** Connection caps and timeouts (see connection-limits.ts for the defaults and why). */
+  limits?: Partial<ConnectionLimits>;
 }
 
 export type PolicyName = "iothubowner" | "service" | "registryRead" | "registryReadWrite" | "device";
@@ -72,7 +93,16 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     : (options.log ?? ((line: string) => console.log(`[local-hub] ${line}`)));
   // Every line passes the one escaping function: client-chosen text cannot forge lines (see log.ts).
   const log = (line: string) => sink(escapeForLog(line));
+  const queryDelayMs = options.queryDelayMs ?? 0;
+  if (typeof queryDelayMs !== "number" || !Number.isFinite(queryDelayMs) || queryDelayMs < 0)
+    throw new Error(`invalid query delay ${queryDelayMs}: use a number of milliseconds, 0 or more`);
+  if (typeof options.throttle === "string" && !TIERS.includes(options.throttle))
+    throw new Error(
+      `unknown throttle tier ${JSON.stringify(options.throttle)}: use one of ${TIERS.join(", ")}`,
+    );
   const policies = options.policies ?? DEV_POLICIES;
+  const authorities = parseCaCertificates(options.caCertificates ?? [], "caCertificates");
+  const gate = new ConnectionGate(resolveLimits(options.limits), log);
   const dataDir = options.inMemory ? undefined : resolve(options.dataDir ?? DEFAULT_DATA_DIR);
   const certDir = dataDir ?? mkdtempSync(join(tmpdir(), "local-hub-"));
   mkdirSync(certDir, { recursive: true, mode: 0o700 });
@@ -104,11 +134,15 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   };
 
   // Hooks are wired after both sides exist: the registry tells MQTT about desired changes and revocations.
-  let mqtt: Awaited<ReturnType<typeof createMqttFrontend>> | undefined;
+  let frontends: ReturnType<typeof lazyFrontends> | undefined;
+  let delayed: DelayedTwinSource | undefined;
   const registry = new DeviceRegistry(store, {
-    desiredChanged: (id, patch, version) => mqtt?.pushDesired(id, patch, version),
-    deviceRevoked: (id) => mqtt?.disconnect(id),
+    desiredChanged: (id, patch, version) => frontends?.mqtt?.pushDesired(id, patch, version),
+    deviceRevoked: (id) => frontends?.mqtt?.disconnect(id),
+    recordChanged: (id, before) => delayed?.recordChanged(id, before),
   });
+  if (queryDelayMs > 0) delayed = new DelayedTwinSource(registry, queryDelayMs);
+  const throttle = options.throttle ? createThrottle({ limits: options.throttle }) : undefined;
   // The tutorial device gets the public development key only alongside the public development policies; with
   // your own policies (--keys-file) it gets generated keys, and a key left public by an earlier run is replaced.
   const devKeys = policies === DEV_POLICIES;
@@ -150,15 +184,17 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
       log(`replaced the public development keys of ${TUTORIAL_DEVICE.deviceId} with generated ones`);
     }
   }
-  const authorizer = new Authorizer(policies, isOurHost, (id) => registry.find(id));
-  mqtt = await createMqttFrontend({ registry, authorizer, log });
-  const rest = await createRestApi({ registry, authorizer, log });
+  const authorizer = new Authorizer(policies, isOurHost, (id) => registry.find(id), Date.now, authorities);
+  if (authorities.length > 0)
+    log(`X.509 CA authentication trusts ${authorities.length} registered CA certificate(s)`);
+  // MQTT (aedes) and HTTPS (fastify) load once the port is bound: see frontends.ts.
+  frontends = lazyFrontends({ registry, authorizer, gate, log, throttle, querySource: delayed });
+  const { targets } = frontends;
 
   const listeners: Array<ReturnType<typeof createTlsListener>> = [];
   const close = async () => {
     await Promise.all(listeners.map((l) => l.close()));
-    await mqtt?.close();
-    await rest.close();
+    await frontends?.close();
     // Device-side changes still waiting for their group commit (the last disconnections) are kept.
     registry.commit();
     // The note goes before the lock: once the lock is free, the note may already be the next hub's.
@@ -171,12 +207,12 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     const wanted = options.standardPorts ? [...STANDARD_PORTS] : [options.port ?? DEFAULT_PORT];
     for (const port of wanted) {
       // Loopback only: the development keys are public, so the hub must not be reachable from the network.
-      const v4 = createTlsListener(certs, { http: rest.server, mqtt: (s) => mqtt?.handle(s) }, log);
+      const v4 = createTlsListener(certs, targets, gate, log);
       listeners.push(v4);
       const bound = await listen(v4.server, port, "127.0.0.1");
       ports.push(bound);
       // Also on ::1 where the machine has it, since "localhost" may resolve there first.
-      const v6 = createTlsListener(certs, { http: rest.server, mqtt: (s) => mqtt?.handle(s) }, log);
+      const v6 = createTlsListener(certs, targets, gate, log);
       try {
         await listen(v6.server, bound, "::1");
         listeners.push(v6);
@@ -226,7 +262,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
         "",
       ].join("\n"),
     get connectedDevices() {
-      return mqtt?.connectedCount ?? 0;
+      return frontends?.mqtt?.connectedCount ?? 0;
     },
     stop: () => {
       stopped ??= close();

@@ -62,8 +62,23 @@ export const ERROR_CODES = {
   invalidContinuationToken: "InvalidContinuationToken",
   notFound: "NotFound",
   invalidProtocolVersion: "InvalidProtocolVersion",
+  throttlingException: "ThrottlingException",
   serverError: "ServerError",
 } as const;
+
+/**
+ * Numeric IoT Hub error codes ("IoT Hub API common error codes": 400004 ArgumentInvalid, 404001 DeviceNotFound,
+ * 429001 ThrottlingException, ...), as twin responses over MQTT carry them in `errorCode`.
+ */
+export const NUMERIC_ERROR_CODES: Record<number, number> = {
+  400: 400004,
+  401: 401002,
+  404: 404001,
+  412: 412001,
+  413: 413002,
+  429: 429001,
+  500: 500001,
+};
 
 /** MQTT topics of a device, as "Communicate with an IoT hub using the MQTT protocol" names them. */
 export const TOPICS = {
@@ -84,6 +99,7 @@ export const TOPICS = {
 
 /** MQTT 3.1.1 CONNACK return codes (spec 3.2.2.3). */
 export const CONNACK = {
+  /** "Connection Refused, Server unavailable": what a client is told when its connection is over quota. */
   serverUnavailable: 3,
   badUsernameOrPassword: 4,
   notAuthorized: 5,

@@ -20,6 +20,8 @@ export interface RegistryHooks {
   desiredChanged?(deviceId: string, patch: Record<string, unknown>, version: number): void;
   /** The device was disabled or deleted: drop its connection. */
   deviceRevoked?(deviceId: string): void;
+  /** A device record is about to be replaced or removed; `before` is undefined for a new device. */
+  recordChanged?(deviceId: string, before: DeviceRecord | undefined): void;
 }
 
 /**
@@ -78,6 +80,7 @@ export class DeviceRegistry implements TwinSource {
   private save(record: DeviceRecord): void {
     this.commit();
     this.store.put(record);
+    this.hooks.recordChanged?.(record.deviceId, this.devices.get(record.deviceId));
     this.devices.set(record.deviceId, record);
   }
 
@@ -85,6 +88,7 @@ export class DeviceRegistry implements TwinSource {
   private saveGrouped(record: DeviceRecord): void {
     const id = record.deviceId;
     if (!this.uncommitted.has(id)) this.uncommitted.set(id, this.devices.get(id)!);
+    this.hooks.recordChanged?.(id, this.devices.get(id));
     this.devices.set(id, record);
     if (!this.commitScheduled) {
       this.commitScheduled = true;
@@ -117,7 +121,10 @@ export class DeviceRegistry implements TwinSource {
     } catch (error) {
       failure = error instanceof Error ? error : new Error(String(error));
       // Nothing of the group is stored: memory goes back to what the store holds.
-      for (const [id, stored] of group) this.devices.set(id, stored);
+      for (const [id, stored] of group) {
+        this.hooks.recordChanged?.(id, this.devices.get(id));
+        this.devices.set(id, stored);
+      }
     }
     for (const done of waiters) done(failure);
   }
@@ -175,7 +182,10 @@ export class DeviceRegistry implements TwinSource {
       fields.status === "disabled" ||
       fields.authType !== (current.authType ?? "sas") ||
       fields.primaryKey !== current.primaryKey ||
-      fields.secondaryKey !== current.secondaryKey
+      fields.secondaryKey !== current.secondaryKey ||
+      // New thumbprints revoke a certificate that no longer matches (rolling X.509 certificates).
+      fields.primaryThumbprint !== (current.primaryThumbprint ?? null) ||
+      fields.secondaryThumbprint !== (current.secondaryThumbprint ?? null)
     ) {
       this.hooks.deviceRevoked?.(deviceId);
     }
@@ -188,6 +198,7 @@ export class DeviceRegistry implements TwinSource {
     checkEtag(ifMatch, current.etag, "device");
     this.commit();
     this.store.delete(deviceId);
+    this.hooks.recordChanged?.(deviceId, current);
     this.devices.delete(deviceId);
     this.sortedIds = null;
     this.hooks.deviceRevoked?.(deviceId);
@@ -206,7 +217,10 @@ export class DeviceRegistry implements TwinSource {
     });
     this.commit();
     this.store.putMany(records);
-    for (const r of records) this.devices.set(r.deviceId, r);
+    for (const r of records) {
+      this.hooks.recordChanged?.(r.deviceId, undefined);
+      this.devices.set(r.deviceId, r);
+    }
     this.sortedIds = null;
     return records;
   }
@@ -325,29 +339,42 @@ export class DeviceRegistry implements TwinSource {
 
   /** TwinSource for the query engine: ascending deviceId, strictly after `afterId`. */
   *scan(afterId?: string): Iterable<TwinDocument> {
+    const ids = this.idsAfter(afterId);
+    for (let i = ids.start; i < ids.list.length; i++) {
+      // The id list can be stale if a device was deleted while a page was being walked.
+      const record = this.devices.get(ids.list[i]);
+      if (record) yield renderTwin(record);
+    }
+  }
+
+  /** The device records in ascending deviceId order, strictly after `afterId` (scan without rendering). */
+  *scanRecords(afterId?: string): Iterable<DeviceRecord> {
+    const ids = this.idsAfter(afterId);
+    for (let i = ids.start; i < ids.list.length; i++) {
+      const record = this.devices.get(ids.list[i]);
+      if (record) yield record;
+    }
+  }
+
+  /** The sorted ids (after the group commit) and the index of the first one greater than `afterId`. */
+  private idsAfter(afterId: string | undefined): { list: string[]; start: number } {
     this.commit();
     const ids = this.ids();
-    let i = 0;
+    let lo = 0;
     if (afterId !== undefined) {
       // Binary search for the first id greater than afterId.
-      let lo = 0;
       let hi = ids.length;
       while (lo < hi) {
         const mid = (lo + hi) >>> 1;
         if (compareIds(ids[mid], afterId) <= 0) lo = mid + 1;
         else hi = mid;
       }
-      i = lo;
     }
-    for (; i < ids.length; i++) {
-      // The id list can be stale if a device was deleted while a page was being walked.
-      const record = this.devices.get(ids[i]);
-      if (record) yield renderTwin(record);
-    }
+    return { list: ids, start: lo };
   }
 }
 
-function compareIds(a: string, b: string): number {
+export function compareIds(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 

@@ -1,25 +1,19 @@
+import type { X509Certificate } from "node:crypto";
 import { errors } from "../errors.js";
-import { CONNACK } from "../protocol.js";
 import type { Permission, SharedAccessPolicy } from "./credentials.js";
 import { type ParsedToken, parseToken, signedByOneOf } from "./sas.js";
+import { type DeviceCredentials, type DeviceVerdict, refused } from "./verdict.js";
+import { authenticateCaSigned, authenticateThumbprint } from "./x509.js";
 
 export interface DeviceKeys {
   primaryKey: string;
   secondaryKey: string;
   status: "enabled" | "disabled";
+  /** How the device authenticates; absent means "sas". */
+  authType?: "sas" | "selfSigned" | "certificateAuthority";
+  primaryThumbprint?: string | null;
+  secondaryThumbprint?: string | null;
 }
-
-type RefusalCode = (typeof CONNACK)[keyof typeof CONNACK];
-export type DeviceAuthResult =
-  /** `expiresAt`: when the token ends (ms since the epoch); the hub closes the connection then. */
-  { ok: true; expiresAt: number } | { ok: false; reason: string; returnCode: RefusalCode };
-
-/** A refused MQTT login: CONNACK 4 for credentials that do not hold, 5 for a login that is not allowed. */
-export const loginRefused = (reason: string, returnCode: RefusalCode): DeviceAuthResult => ({
-  ok: false,
-  reason,
-  returnCode,
-});
 
 /**
  * Decides who may do what, as IoT Hub does: service calls need a policy token with the operation's
@@ -32,6 +26,8 @@ export class Authorizer {
     private readonly isOurHost: (host: string) => boolean,
     private readonly deviceKeys: (deviceId: string) => DeviceKeys | undefined,
     private readonly now: () => number = Date.now,
+    /** The CA certificates registered with the hub, for certificateAuthority devices. */
+    private readonly authorities: readonly X509Certificate[] = [],
   ) {}
 
   policy(name: string): SharedAccessPolicy | undefined {
@@ -67,44 +63,70 @@ export class Authorizer {
     return policy.name;
   }
 
-  /** MQTT CONNECT: checks the device's password (a SAS token) for `deviceId`. */
-  device(deviceId: string, password: string | undefined): DeviceAuthResult {
-    const token = parseToken(password);
-    if (!token) return loginRefused("password is not a SharedAccessSignature", CONNACK.badUsernameOrPassword);
-    if (token.expiry * 1000 <= this.now())
-      return loginRefused("token expired", CONNACK.badUsernameOrPassword);
+  /**
+   * A device login (MQTT CONNECT), whatever the protocol: the device's registered authentication type picks the
+   * authenticator ("Control access to IoT Hub": a device authenticates with a SAS token signed by its key or a
+   * policy with DeviceConnect, or with an X.509 certificate, see x509.ts). A password means a SAS login (the
+   * device SDKs send none with X.509); an X.509 device that sends one is refused, as it has no key to sign it.
+   * A disabled device is refused whatever it presents: disabling is how IoT Hub revokes a device.
+   */
+  device(credentials: DeviceCredentials): DeviceVerdict {
+    const { deviceId } = credentials;
+    const password = credentials.password === "" ? undefined : credentials.password;
+    if (password !== undefined) return this.sasDevice(deviceId, password);
     const device = this.deviceKeys(deviceId);
-    if (!device) return loginRefused("device not registered", CONNACK.notAuthorized);
+    const type = device?.authType ?? "sas";
+    if (!device && credentials.peerCertificate?.length)
+      return refused("device not registered", "notAuthorized");
+    if (!device || type === "sas") {
+      // No password and no X.509 identity: a SAS device (or an unknown one) without its token.
+      return refused("password is not a SharedAccessSignature", "badCredentials");
+    }
+    const now = this.now();
+    const verdict =
+      type === "selfSigned"
+        ? authenticateThumbprint(credentials.peerCertificate, device, now)
+        : authenticateCaSigned(deviceId, credentials.peerCertificate, this.authorities, now);
+    if (verdict.ok && device.status !== "enabled") return refused("device is disabled", "notAuthorized");
+    return verdict;
+  }
+
+  /** A SAS login: the password is a token for `deviceId`. */
+  private sasDevice(deviceId: string, password: string): DeviceVerdict {
+    const token = parseToken(password);
+    if (!token) return refused("password is not a SharedAccessSignature", "badCredentials");
+    if (token.expiry * 1000 <= this.now()) return refused("token expired", "badCredentials");
+    const device = this.deviceKeys(deviceId);
+    if (!device) return refused("device not registered", "notAuthorized");
     // X.509 devices (selfSigned, certificateAuthority) have no symmetric keys and cannot log in with SAS.
-    if (!device.primaryKey && !device.secondaryKey)
-      return loginRefused(
-        "device authenticates with X.509, which local-hub does not implement",
-        CONNACK.notAuthorized,
+    if ((device.authType ?? "sas") !== "sas" || (!device.primaryKey && !device.secondaryKey))
+      return refused(
+        "device authenticates with an X.509 certificate, not a SAS token: connect with its certificate and key",
+        "notAuthorized",
       );
     const slash = token.resource.indexOf("/");
     const host = slash < 0 ? token.resource : token.resource.slice(0, slash);
     const path = slash < 0 ? "" : token.resource.slice(slash);
-    if (!this.isOurHost(host)) return loginRefused("token audience is another hub", CONNACK.notAuthorized);
+    if (!this.isOurHost(host)) return refused("token audience is another hub", "notAuthorized");
     let signed: boolean;
     if (token.keyName === undefined) {
       if (path !== `/devices/${deviceId.toLowerCase()}`) {
-        return loginRefused("token is for another device", CONNACK.notAuthorized);
+        return refused("token is for another device", "notAuthorized");
       }
       signed = signedByOneOf(token, [device.primaryKey, device.secondaryKey]);
     } else {
       const policy = this.policy(token.keyName);
       if (path !== "" && path !== `/devices/${deviceId.toLowerCase()}`) {
-        return loginRefused("token is for another device", CONNACK.notAuthorized);
+        return refused("token is for another device", "notAuthorized");
       }
       signed =
         !!policy &&
         policy.permissions.includes("DeviceConnect") &&
         signedByOneOf(token, [policy.primaryKey, policy.secondaryKey]);
     }
-    if (!signed)
-      return loginRefused("signature does not match the device's keys", CONNACK.badUsernameOrPassword);
-    if (device.status !== "enabled") return loginRefused("device is disabled", CONNACK.notAuthorized);
-    return { ok: true, expiresAt: token.expiry * 1000 };
+    if (!signed) return refused("signature does not match the device's keys", "badCredentials");
+    if (device.status !== "enabled") return refused("device is disabled", "notAuthorized");
+    return { ok: true, method: "sas", expiresAt: token.expiry * 1000 };
   }
 
   private checkLifetime(token: ParsedToken): void {

@@ -4,6 +4,8 @@
  * Each key is the base64 of a readable ASCII string so it is obviously not a secret.
  */
 
+import { TUTORIAL_DEVICE_ID } from "../../shared/rules.js";
+
 export type Permission = "RegistryRead" | "RegistryWrite" | "ServiceConnect" | "DeviceConnect";
 
 export interface SharedAccessPolicy {
@@ -51,7 +53,7 @@ export const DEV_POLICIES: readonly SharedAccessPolicy[] = [
 
 /** The tutorial's device, registered on first start with a well-known key. */
 export const TUTORIAL_DEVICE = {
-  deviceId: "myDeviceId",
+  deviceId: TUTORIAL_DEVICE_ID,
   primaryKey: devKey("local-hub-dev-myDeviceId-key-001"),
   secondaryKey: devKey("local-hub-dev-myDeviceId-key-002"),
 } as const;

@@ -1,9 +1,13 @@
 import type { Duplex } from "node:stream";
 import { Aedes, type AuthenticateError, type Client } from "aedes";
-import { type Authorizer, loginRefused } from "../auth/authorizer.js";
+import type { Authorizer } from "../auth/authorizer.js";
+import { type DeviceVerdict, type LoginMethod, type RefusalKind, refused } from "../auth/verdict.js";
 import { perKeyLimit } from "../log.js";
 import { CONNACK, TOPICS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry.js";
+import { connectRefusal } from "../throttle/hooks.js";
+import type { Throttle } from "../throttle/index.js";
+import { presentedChain } from "../tls/peer.js";
 import { holdUntilConnack } from "./connect-gate.js";
 import { createDownstream } from "./downstream.js";
 import { guardPacketSize, MAX_MQTT_PACKET_BYTES } from "./frame-guard.js";
@@ -14,8 +18,24 @@ import { createTokenExpiry } from "./token-expiry.js";
 import { classifyPublish, deliveryOf, isDownstream } from "./topics.js";
 import { createTwinRequests } from "./twin-requests.js";
 
+/**
+ * MQTT 3.1.1 CONNACK codes for a refused login (spec 3.2.2.3): 4 "bad user name or password" for credentials that
+ * do not hold (a malformed, expired or wrongly signed SAS token), 5 "not authorized" for a login that is not
+ * allowed (unknown or disabled device, token for another device, a certificate that does not authenticate the
+ * device: IoT Hub answers 5 there, Azure/azure-iot-sdk-c#510), 3 "server unavailable" when the hub cannot decide.
+ */
+const CONNACK_FOR: Record<RefusalKind, AuthenticateError["returnCode"]> = {
+  badCredentials: CONNACK.badUsernameOrPassword,
+  notAuthorized: CONNACK.notAuthorized,
+  unavailable: CONNACK.serverUnavailable,
+};
+
 export interface MqttFrontend {
-  handle(stream: Duplex): void;
+  /**
+   * Serves one MQTT connection. `tls`: the TLS connection it runs over when `stream` is not that connection itself
+   * (MQTT over WebSockets), so an X.509 device's client certificate can be read.
+   */
+  handle(stream: Duplex, tls?: Duplex): void;
   /** Sends a desired-property patch to the device if it is connected and subscribed. */
   pushDesired(deviceId: string, patch: Record<string, unknown>, version: number): void;
   /** Drops the device's connection (disabled, deleted or re-keyed). */
@@ -38,19 +58,25 @@ export async function createMqttFrontend(opts: {
   authorizer: Authorizer;
   log: (line: string) => void;
   onTelemetry?: (message: TelemetryMessage) => void;
+  throttle?: Throttle;
 }): Promise<MqttFrontend> {
   const { registry, authorizer, log } = opts;
   const deviceLog = perKeyLimit(log);
   const clients = new Map<string, Client>();
-  /** The expiry of the token each connection logged in with, until the connection is registered. */
-  const loginExpiry = new WeakMap<Client, number>();
+  /** When the credential each connection logged in with ends, until the connection is registered. */
+  const loginExpiry = new WeakMap<Client, { at: number; method: LoginMethod }>();
+  /** How each live connection logged in (for the reason logged when its credential ends). */
+  const loginMethod = new WeakMap<Client, LoginMethod>();
   const expiry = createTokenExpiry((client) => {
-    deviceLog(client.id, `MQTT ${client.id} disconnected: its SAS token expired`);
+    const what = loginMethod.get(client) === "sas" ? "its SAS token" : "its X.509 certificate";
+    deviceLog(client.id, `MQTT ${client.id} disconnected: ${what} expired`);
     client.close();
   });
+  /** The TLS connection under each stream that is not one itself (see `handle`). */
+  const tlsOf = new WeakMap<Duplex, Duplex>();
   const acks = createSubscribeAcks();
   const downstream = createDownstream(deviceLog);
-  const twin = createTwinRequests({ registry, downstream, log: deviceLog });
+  const twin = createTwinRequests({ registry, downstream, log: deviceLog, throttle: opts.throttle });
 
   const failed = (where: string, client: Client | null, error: unknown) => {
     const line = `MQTT ${client?.id ?? "(no client id)"} ${where} failed: ${(error as Error)?.stack ?? error}`;
@@ -76,25 +102,37 @@ export async function createMqttFrontend(opts: {
 
     // IoT Hub's username is "<host>/<deviceId>/?api-version=..."; the client id is the device id.
     authenticate(client, username, password, done) {
-      let result: ReturnType<Authorizer["device"]>;
+      const overQuota = connectRefusal(opts.throttle);
+      if (overQuota) {
+        deviceLog(client.id, `MQTT ${client.id} connect refused: ${overQuota.message}`);
+        return done(overQuota, false);
+      }
+      let result: DeviceVerdict;
       try {
         const deviceId = client.id;
         const userDevice = username?.split("/")[1];
         result =
           userDevice !== deviceId
-            ? loginRefused("username does not name this device", CONNACK.badUsernameOrPassword)
-            : authorizer.device(deviceId, password?.toString("utf8"));
+            ? refused("username does not name this device", "badCredentials")
+            : authorizer.device({
+                deviceId,
+                password: password?.toString("utf8"),
+                // The TLS handshake's client certificate, for X.509 devices (read only when there is no password).
+                peerCertificate: password?.length
+                  ? undefined
+                  : presentedChain(tlsOf.get(client.conn as Duplex) ?? (client.conn as Duplex)),
+              });
       } catch (error) {
         failed("login", client, error);
-        result = loginRefused("hub error", CONNACK.serverUnavailable);
+        result = refused("hub error", "unavailable");
       }
       if (result.ok) {
-        loginExpiry.set(client, result.expiresAt);
+        loginExpiry.set(client, { at: result.expiresAt, method: result.method });
         return done(null, true);
       }
       deviceLog(client.id, `MQTT ${client.id} connect refused: ${result.reason}`);
       const err = new Error(result.reason) as AuthenticateError;
-      err.returnCode = result.returnCode;
+      err.returnCode = CONNACK_FOR[result.refusal];
       done(err, false);
     },
 
@@ -198,9 +236,18 @@ export async function createMqttFrontend(opts: {
     guarded("connect", (client: Client) => {
       clients.set(client.id, client);
       registry.setConnected(client.id, true);
-      const expiresAt = loginExpiry.get(client);
-      if (expiresAt !== undefined) expiry.arm(client, expiresAt);
-      deviceLog(client.id, `MQTT ${client.id} connected`);
+      const login = loginExpiry.get(client);
+      if (login !== undefined) {
+        loginMethod.set(client, login.method);
+        expiry.arm(client, login.at);
+      }
+      const how =
+        login?.method === "selfSigned"
+          ? " (X.509 thumbprint)"
+          : login?.method === "certificateAuthority"
+            ? " (X.509 CA)"
+            : "";
+      deviceLog(client.id, `MQTT ${client.id} connected${how}`);
     }),
   );
   broker.on("subscribe", guarded("subscribe", acks.complete));
@@ -232,8 +279,9 @@ export async function createMqttFrontend(opts: {
   (broker as unknown as NodeJS.EventEmitter).on("error", (error: Error) => failed("broker", null, error));
 
   return {
-    handle: (stream) => {
+    handle: (stream, tls) => {
       try {
+        if (tls) tlsOf.set(stream, tls);
         const client = broker.handle(stream);
         acks.tap(client);
         guardPacketSize(stream, (bytes) =>

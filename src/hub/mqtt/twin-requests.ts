@@ -1,7 +1,9 @@
 import type { Client } from "aedes";
-import { HubError } from "../errors.js";
+import { HubError, twinErrorBody } from "../errors.js";
 import { TOPICS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry.js";
+import { twinRequestRefusal } from "../throttle/hooks.js";
+import type { Throttle } from "../throttle/index.js";
 import { renderDeviceTwin } from "../twin/twin.js";
 import type { createDownstream } from "./downstream.js";
 import { MAX_OUTSTANDING_TWIN_REQUESTS } from "./limits.js";
@@ -28,6 +30,8 @@ export function createTwinRequests(opts: {
   downstream: Downstream;
   /** A line about one device (rate-limited per device by the caller). */
   log: (deviceId: string, line: string) => void;
+  /** IoT Hub's twin read/update throttles (--throttle), when enforced. */
+  throttle?: Throttle;
 }) {
   const { registry, downstream, log } = opts;
   /** Requests received and not yet answered-and-flushed, per connection. */
@@ -48,7 +52,13 @@ export function createTwinRequests(opts: {
     if (pending >= MAX_OUTSTANDING_TWIN_REQUESTS) {
       log(client.id, `MQTT ${client.id} ${what} throttled (429): ${pending} requests still unanswered`);
       // The 429 is itself in flight until flushed, so a client that never reads cannot make it grow.
-      track(client, (done) => send(client, 429, rid, undefined, errorBody("throttled"), done));
+      track(client, (done) => send(client, 429, rid, undefined, twinErrorBody(429, "throttled"), done));
+      return;
+    }
+    // Over the tier's twin read/update throttle: "429 Too many requests (throttled), as per IoT Hub throttling".
+    const throttled = twinRequestRefusal(opts.throttle, kind);
+    if (throttled) {
+      track(client, (done) => registry.afterCommit(() => refuse(client, what, rid, 429, throttled, done)));
       return;
     }
     track(client, (done) => {
@@ -98,7 +108,7 @@ export function createTwinRequests(opts: {
     done: () => void,
   ) {
     log(client.id, `MQTT ${client.id} ${what} refused (${status}): ${message}`);
-    send(client, status, rid, undefined, errorBody(message), done);
+    send(client, status, rid, undefined, twinErrorBody(status, message), done);
   }
 
   function send(
@@ -118,5 +128,3 @@ export function createTwinRequests(opts: {
 
   return { handle };
 }
-
-const errorBody = (message: string) => JSON.stringify({ message });

@@ -339,6 +339,13 @@ function makeAccumulator(name: AggregateName): Accumulator {
   }
 }
 
+/** One run of an aggregate query: twins go in one at a time (so the runner can pause between them). */
+export interface GroupRun {
+  add(twin: unknown): void;
+  /** The result rows; `beforeEach` runs before each row is evaluated. */
+  rows(beforeEach?: () => void): unknown[];
+}
+
 /** The executable form of a query. */
 export interface Plan {
   kind: CheckedQuery["kind"];
@@ -347,8 +354,8 @@ export interface Plan {
   accept: (twin: unknown) => boolean;
   /** rows: twin -> projected object */
   project: (twin: unknown) => unknown;
-  /** groups: all twins -> result rows */
-  aggregate: (twins: Iterable<unknown>) => unknown[];
+  /** groups: a fresh aggregation; feed it every twin, then take its rows */
+  startGroups: () => GroupRun;
   /** Set when the query is just COUNT() of all twins: the row for a count the source's size answers. */
   countRow?: (count: number) => unknown;
 }
@@ -372,7 +379,7 @@ export function buildPlan(q: CheckedQuery): Plan {
     top: q.top,
     accept,
     project,
-    aggregate: groups ? groups.run : () => [],
+    startGroups: groups ? groups.start : () => ({ add: () => {}, rows: () => [] }),
     countRow: countOnly ? groups.countRow : undefined,
   };
 }
@@ -414,7 +421,7 @@ function setKey(row: Record<string, unknown>, k: string, v: Value): void {
 function compileGroups(
   q: CheckedQuery,
   accept: (t: unknown) => boolean,
-): { run: (twins: Iterable<unknown>) => unknown[]; countRow: (count: number) => unknown } {
+): { start: () => GroupRun; countRow: (count: number) => unknown } {
   const keyGetters = q.groupBy.map((p) => compilePath(p).get);
   const aggs = q.aggregates.map((a) => ({
     name: a.name,
@@ -428,15 +435,15 @@ function compileGroups(
   });
   const single = keyGetters.length === 1 ? keyGetters[0]! : undefined;
   const countRow = (count: number) => row({ rep: undefined, accs: [], results: [count] });
-  const run = (twins: Iterable<unknown>) => {
+  const start = (): GroupRun => {
     // "For each group, a row is generated"; without GROUP BY there is exactly one group, even when empty.
     // Primitive keys index `byValue` directly (a Map tells 1 from "1"); objects and key lists go by a string.
     const byValue = new Map<unknown, Group>();
     const byString = new Map<string, Group>();
     const ordered: Group[] = [];
     if (keyGetters.length === 0) ordered.push(newGroup(undefined));
-    for (const t of twins) {
-      if (!accept(t)) continue;
+    const add = (t: unknown) => {
+      if (!accept(t)) return;
       let g: Group | undefined;
       if (keyGetters.length === 0) g = ordered[0];
       else {
@@ -463,11 +470,14 @@ function compileGroups(
         const arg = aggs[i]!.arg;
         g!.accs[i]!.add(arg ? arg(t) : undefined);
       }
-    }
-    return ordered.map((g) => {
-      g.results = g.accs.map((a) => a.result());
-      return row(g);
-    });
+    };
+    const rows = (beforeEach?: () => void) =>
+      ordered.map((g) => {
+        beforeEach?.();
+        g.results = g.accs.map((a) => a.result());
+        return row(g);
+      });
+    return { add, rows };
   };
-  return { run, countRow };
+  return { start, countRow };
 }

@@ -1,3 +1,4 @@
+import { charged, checkStringLength } from "./budget.js";
 import { finite, isObject, isPrimitive, type Value } from "./values.js";
 
 /**
@@ -63,11 +64,20 @@ const defs: FunctionDef[] = [
     name: "CONCAT",
     min: 2,
     max: Number.POSITIVE_INFINITY,
-    variadic: (args) => (args.every((a) => typeof a === "string") ? args.join("") : undefined),
+    variadic: (args) => {
+      // The length is checked before the string is built: nested CONCATs must not grow without bound.
+      let length = 0;
+      for (const a of args) {
+        if (typeof a !== "string") return undefined;
+        length += a.length;
+      }
+      checkStringLength(length, "CONCAT");
+      return args.join("");
+    },
   },
   { name: "LENGTH", min: 1, max: 1, impl: str((s) => s.length) },
-  { name: "LOWER", min: 1, max: 1, impl: str((s) => s.toLowerCase()) },
-  { name: "UPPER", min: 1, max: 1, impl: str((s) => s.toUpperCase()) },
+  { name: "LOWER", min: 1, max: 1, impl: str((s) => charged(s.toLowerCase(), "LOWER")) },
+  { name: "UPPER", min: 1, max: 1, impl: str((s) => charged(s.toUpperCase(), "UPPER")) },
   {
     name: "SUBSTRING",
     min: 2,
@@ -77,7 +87,7 @@ const defs: FunctionDef[] = [
       if (length !== undefined && typeof length !== "number") return undefined;
       const from = Math.max(0, Math.trunc(start));
       const len = length === undefined ? s.length : Math.max(0, Math.trunc(length));
-      return s.substring(from, from + len);
+      return charged(s.substring(from, from + len), "SUBSTRING");
     },
   },
   { name: "INDEX_OF", min: 2, max: 2, impl: str2((s, f) => s.indexOf(f)) },

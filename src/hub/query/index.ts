@@ -5,11 +5,13 @@
 import { createHash } from "node:crypto";
 import { QUERY_ITEM_TYPES } from "../protocol.js";
 import type { TwinSource } from "../twin/types.js";
+import { budgetExceeded, jsonBytesUpTo, QUERY_LIMITS, resetEvalBudget, rowTooLarge } from "./budget.js";
 import { checkQuery } from "./checker.js";
 import { buildPlan, guardPrototype, type Plan } from "./compile.js";
 import { QueryError } from "./errors.js";
 import { parseQuery } from "./parser.js";
 
+export { QUERY_LIMITS } from "./budget.js";
 export { QueryError } from "./errors.js";
 export { MAX_QUERY_LENGTH } from "./parser.js";
 
@@ -34,6 +36,8 @@ export interface CompiledQuery {
 
 export interface QueryPage {
   items: unknown[];
+  /** `items` as the JSON text of the response body (made while measuring the page, so it is made once). */
+  json: string;
   itemType: ItemType;
   /** absent on the last page */
   continuation?: string;
@@ -67,33 +71,104 @@ export function compileQuery(text: string): CompiledQuery {
 }
 
 /**
- * One page of results. Row queries resume after the last returned deviceId (so every matching twin is
- * returned at most once even when twins change between pages); aggregate queries are recomputed and
- * sliced by offset. Throws QueryError (kind "continuation") for a malformed or foreign token.
+ * One page of results, computed in one go (for tests and tools; the REST layer uses runQueryPageAsync).
+ * Row queries resume after the last twin examined (so every matching twin is returned at most once even when
+ * twins change between pages); aggregate queries are recomputed and sliced by offset. A page holds at most
+ * `pageSize` items and at most QUERY_LIMITS.pageBytes of JSON. Throws QueryError for a malformed or foreign
+ * token, and for a query that exceeds the evaluation limits of budget.ts.
  */
 export function runQueryPage(
   q: CompiledQuery,
   source: TwinSource,
   opts: { pageSize?: number; continuation?: string } = {},
 ): QueryPage {
+  const steps = pageSteps(q, source, opts, { workedMs: 0 });
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * The same page, computed in slices of about QUERY_LIMITS.sliceMs with the event loop free in between, so an
+ * expensive query never holds up other requests. A row query whose page has taken QUERY_LIMITS.rowPageMs of work
+ * ends that page early with a continuation (possibly with no items, as Cosmos DB-backed queries may); an
+ * aggregate query that needs more than QUERY_LIMITS.aggregateMs is refused.
+ */
+export async function runQueryPageAsync(
+  q: CompiledQuery,
+  source: TwinSource,
+  opts: { pageSize?: number; continuation?: string } = {},
+): Promise<QueryPage> {
+  const ctl = { workedMs: 0 };
+  const steps = pageSteps(q, source, opts, ctl);
+  for (;;) {
+    const started = performance.now();
+    let r: IteratorResult<void, QueryPage>;
+    do r = steps.next();
+    while (!r.done && performance.now() - started < QUERY_LIMITS.sliceMs);
+    ctl.workedMs += performance.now() - started;
+    if (r.done) return r.value;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/**
+ * Twins examined between chances to pause (a power of two, minus one). One twin costs at most about 0.1 ms with
+ * the string budget of budget.ts, so 16 keep a slice within a few milliseconds; pausing after every twin would
+ * cost about a third of a simple query's time.
+ */
+const PAUSE_EVERY_MASK = 15;
+
+/** The page computation; it yields every few twins so a driver can pause it. */
+function* pageSteps(
+  q: CompiledQuery,
+  source: TwinSource,
+  opts: { pageSize?: number; continuation?: string },
+  ctl: { workedMs: number },
+): Generator<void, QueryPage, void> {
   const internal = internals.get(q);
   if (!internal) throw new QueryError("Invalid query: not a query made by compileQuery");
   const { plan, hash } = internal;
   guardPrototype();
   const pageSize = pageSizeOf(opts.pageSize);
   const token = opts.continuation ? decodeToken(opts.continuation, hash) : undefined;
+  const maxBytes = QUERY_LIMITS.pageBytes;
+  let examined = 0;
 
   if (plan.kind === "groups") {
     if (token && token.o === undefined) throw badToken("it does not belong to an aggregate query");
-    // COUNT() of every twin needs no scan: the source knows its size.
-    let rows = plan.countRow ? [plan.countRow(source.size)] : plan.aggregate(source.scan());
+    let rows: unknown[];
+    if (plan.countRow) {
+      // COUNT() of every twin needs no scan: the source knows its size.
+      rows = [plan.countRow(source.size)];
+    } else {
+      const run = plan.startGroups();
+      for (const twin of source.scan()) {
+        if (ctl.workedMs > QUERY_LIMITS.aggregateMs) throw budgetExceeded(QUERY_LIMITS.aggregateMs);
+        resetEvalBudget();
+        run.add(twin);
+        if ((++examined & PAUSE_EVERY_MASK) === 0) yield;
+      }
+      rows = run.rows(resetEvalBudget);
+    }
     if (plan.top !== undefined) rows = rows.slice(0, plan.top);
     const offset = token?.o ?? 0;
-    const items = rows.slice(offset, offset + pageSize);
+    const items: unknown[] = [];
+    const texts: string[] = [];
+    let bytes = 2;
+    for (let i = offset; i < rows.length && items.length < pageSize; i++) {
+      const [text, size] = rowJson(rows[i], false, maxBytes);
+      if (bytes + size + 1 > maxBytes) break;
+      items.push(rows[i]);
+      texts.push(text);
+      bytes += size + 1;
+    }
     const next = offset + items.length;
+    const json = `[${texts.join(",")}]`;
     return next < rows.length
-      ? { items, itemType: QUERY_ITEM_TYPES.raw, continuation: encodeToken({ v: 1, h: hash, o: next }) }
-      : { items, itemType: QUERY_ITEM_TYPES.raw };
+      ? { items, json, itemType: QUERY_ITEM_TYPES.raw, continuation: encodeToken({ v: 1, h: hash, o: next }) }
+      : { items, json, itemType: QUERY_ITEM_TYPES.raw };
   }
 
   if (token && token.k === undefined) throw badToken("it does not belong to a row query");
@@ -102,25 +177,61 @@ export function runQueryPage(
   const remaining = plan.top === undefined ? Number.POSITIVE_INFINITY : plan.top - returned;
   const limit = Math.min(pageSize, remaining);
   const items: unknown[] = [];
-  if (limit <= 0) return { items, itemType };
-  let lastId = "";
+  const texts: string[] = [];
+  if (limit <= 0) return { items, json: "[]", itemType };
+  /** The last twin this page has dealt with: the next page starts after it. */
+  let lastId: string | undefined;
+  let bytes = 2;
   let more = false;
   for (const twin of source.scan(token?.k)) {
-    if (!plan.accept(twin)) continue;
-    if (items.length === limit) {
-      more = true; // one more match exists: the client gets a continuation token
+    if (lastId !== undefined && ctl.workedMs > QUERY_LIMITS.rowPageMs) {
+      more = true; // out of time for this page: the client continues where it ended
       break;
     }
-    items.push(plan.project(twin));
+    resetEvalBudget();
+    if (plan.accept(twin)) {
+      if (items.length === limit) {
+        more = true; // one more match exists: the client gets a continuation token
+        break;
+      }
+      const row = plan.project(twin);
+      const [text, size] = rowJson(row, plan.kind === "twins", maxBytes);
+      if (bytes + size + 1 > maxBytes) {
+        more = true; // the page is full: this twin starts the next one
+        break;
+      }
+      items.push(row);
+      texts.push(text);
+      bytes += size + 1;
+      if (items.length === remaining) {
+        lastId = twin.deviceId;
+        break; // TOP reached: no need to look further
+      }
+    }
     lastId = twin.deviceId;
-    if (items.length === remaining) break; // TOP reached: no need to look further
+    if ((++examined & PAUSE_EVERY_MASK) === 0) yield;
   }
-  if (!more) return { items, itemType };
+  const json = `[${texts.join(",")}]`;
+  if (!more || lastId === undefined) return { items, json, itemType };
   return {
     items,
+    json,
     itemType,
     continuation: encodeToken({ v: 1, h: hash, k: lastId, n: returned + items.length }),
   };
+}
+
+/**
+ * The JSON of one result row, refused when it alone would not fit in a page. A whole twin is bounded by the twin
+ * size limits, so it is serialized at once; a projection can repeat large values any number of times, so its size
+ * is measured (at a cost bounded by the limit) before it is serialized.
+ */
+function rowJson(row: unknown, isTwin: boolean, maxBytes: number): [text: string, bytes: number] {
+  if (!isTwin && jsonBytesUpTo(row, maxBytes) + 2 > maxBytes) throw rowTooLarge();
+  const text = JSON.stringify(row) ?? "null";
+  const bytes = Buffer.byteLength(text, "utf8");
+  if (bytes + 2 > maxBytes) throw rowTooLarge();
+  return [text, bytes];
 }
 
 function pageSizeOf(n: number | undefined): number {

@@ -6,6 +6,9 @@ import { errors, HubError } from "../errors.js";
 import { API_VERSION, API_VERSIONS, HEADERS } from "../protocol.js";
 import { QueryError } from "../query/index.js";
 import type { DeviceRegistry } from "../registry.js";
+import { restThrottleHook } from "../throttle/hooks.js";
+import type { Throttle } from "../throttle/index.js";
+import type { TwinSource } from "../twin/types.js";
 import { devicesRoutes } from "./devices.js";
 import { queryRoutes } from "./query.js";
 import { statisticsRoutes } from "./statistics.js";
@@ -19,6 +22,9 @@ export interface RestOptions {
   registry: DeviceRegistry;
   authorizer: Authorizer;
   log: (line: string) => void;
+  /** What queries read (default: the registry, always current; see consistency/delayed-source.ts). */
+  querySource?: TwinSource;
+  throttle?: Throttle;
 }
 
 /**
@@ -29,6 +35,8 @@ export async function createRestApi({
   registry,
   authorizer,
   log,
+  querySource = registry,
+  throttle,
 }: RestOptions): Promise<FastifyInstance<Server>> {
   const app = Fastify({
     bodyLimit: BODY_LIMIT,
@@ -64,6 +72,8 @@ export async function createRestApi({
       request.policyName = authorizer.service(headerOf(request, HEADERS.authorization), permission);
   });
 
+  if (throttle) app.addHook("preHandler", restThrottleHook(throttle));
+
   app.addHook("onResponse", async (request, reply) => {
     const path = request.url.split("?")[0];
     log(
@@ -84,7 +94,7 @@ export async function createRestApi({
   // One plugin per resource; each turns wire input into typed registry calls.
   await app.register(devicesRoutes(registry));
   await app.register(twinsRoutes(registry));
-  await app.register(queryRoutes(registry));
+  await app.register(queryRoutes(querySource));
   await app.register(statisticsRoutes(registry));
 
   await app.ready();

@@ -1,7 +1,15 @@
 import { X509Certificate } from "node:crypto";
 import { chmod, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { generate } from "selfsigned";
+
+/**
+ * selfsigned (and the forge library under it) takes about 0.2 s to load, more than the rest of the hub's
+ * start-up: it is loaded only when a certificate has to be made or renewed, not on every restart.
+ */
+async function generate(...args: Parameters<typeof import("selfsigned").generate>) {
+  const selfsigned = await import("selfsigned");
+  return selfsigned.generate(...args);
+}
 
 export interface HubCertificates {
   caFile: string;

@@ -118,39 +118,41 @@ describe("Authorizer", () => {
   });
 
   it("lets a device in with its own key only, and says why not otherwise", () => {
-    expect(auth.device("d1", makeToken(KEY, "localhost:1234/devices/d1", LATER))).toEqual({
+    const login = (deviceId: string, password: string) => auth.device({ deviceId, password });
+    expect(login("d1", makeToken(KEY, "localhost:1234/devices/d1", LATER))).toEqual({
       ok: true,
+      method: "sas",
       expiresAt: LATER * 1000,
     });
-    expect(auth.device("d1", makeToken(OTHER, "localhost:1234/devices/d1", LATER)).ok).toBe(true);
-    expect(auth.device("d1", makeToken(KEY, "localhost:1234/devices/d2", LATER))).toMatchObject({
+    expect(login("d1", makeToken(OTHER, "localhost:1234/devices/d1", LATER)).ok).toBe(true);
+    expect(login("d1", makeToken(KEY, "localhost:1234/devices/d2", LATER))).toMatchObject({
       ok: false,
-      returnCode: 5,
+      refusal: "notAuthorized",
     });
-    expect(auth.device("d2", makeToken(KEY, "localhost:1234/devices/d2", LATER))).toMatchObject({
+    expect(login("d2", makeToken(KEY, "localhost:1234/devices/d2", LATER))).toMatchObject({
       ok: false,
-      returnCode: 5,
+      refusal: "notAuthorized",
     });
-    expect(auth.device("d1", makeToken(KEY, "localhost:1234/devices/d1", NOW / 1000 - 1))).toMatchObject({
+    expect(login("d1", makeToken(KEY, "localhost:1234/devices/d1", NOW / 1000 - 1))).toMatchObject({
       ok: false,
-      returnCode: 4,
+      refusal: "badCredentials",
     });
     const wrong = Buffer.from("not-the-key-not-the-key-not-the!").toString("base64");
-    expect(auth.device("d1", makeToken(wrong, "localhost:1234/devices/d1", LATER))).toMatchObject({
+    expect(login("d1", makeToken(wrong, "localhost:1234/devices/d1", LATER))).toMatchObject({
       ok: false,
-      returnCode: 4,
+      refusal: "badCredentials",
     });
     expect(
-      auth.device("d1", makeToken(owner.primaryKey, "localhost:1234/devices/d1", LATER, "iothubowner")),
-    ).toEqual({ ok: true, expiresAt: LATER * 1000 });
+      login("d1", makeToken(owner.primaryKey, "localhost:1234/devices/d1", LATER, "iothubowner")),
+    ).toEqual({ ok: true, method: "sas", expiresAt: LATER * 1000 });
     const service = DEV_POLICIES.find((p) => p.name === "service")!;
-    expect(
-      auth.device("d1", makeToken(service.primaryKey, "localhost:1234/devices/d1", LATER, "service")).ok,
-    ).toBe(false);
+    expect(login("d1", makeToken(service.primaryKey, "localhost:1234/devices/d1", LATER, "service")).ok).toBe(
+      false,
+    );
     device.status = "disabled" as "enabled";
-    expect(auth.device("d1", makeToken(KEY, "localhost:1234/devices/d1", LATER))).toMatchObject({
+    expect(login("d1", makeToken(KEY, "localhost:1234/devices/d1", LATER))).toMatchObject({
       ok: false,
-      returnCode: 5,
+      refusal: "notAuthorized",
     });
     device.status = "enabled";
   });

@@ -56,6 +56,7 @@ describe("paging", () => {
     const source = new MemorySource(all);
     expect(runQueryPage(compileQuery("SELECT * FROM devices WHERE false"), source, {})).toEqual({
       items: [],
+      json: "[]",
       itemType: "twin",
     });
     const q = compileQuery("SELECT * FROM devices WHERE tags.bucket = 3");
@@ -148,6 +149,7 @@ describe("paging", () => {
     const source = new MemorySource(all);
     expect(runQueryPage(compileQuery("SELECT COUNT() AS n FROM devices"), source, {})).toEqual({
       items: [{ n: N }],
+      json: `[{"n":${N}}]`,
       itemType: "raw",
     });
     expect(
