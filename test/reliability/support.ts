@@ -55,10 +55,11 @@ export interface HubProcess extends HubAddress {
 export async function spawnHub(
   dataDir: string,
   envFile: string,
-  options: { port?: number; quiet?: boolean; args?: string[] } = {},
+  options: { port?: number; quiet?: boolean; args?: string[]; nodeArgs?: string[] } = {},
 ): Promise<HubProcess> {
   rmSync(envFile, { force: true });
   const args = [
+    ...(options.nodeArgs ?? []),
     HUB_BIN,
     "--port",
     String(options.port ?? 0),
