@@ -58,8 +58,14 @@ export class DeviceRegistry implements TwinSource {
     return this.devices.size;
   }
 
+  /** The last timestamp made, reused within the same millisecond (a reported patch stamps every key it sets). */
+  private lastNow = { at: Number.NaN, iso: "" };
+
   private now(): string {
-    return this.clock().toISOString();
+    const date = this.clock();
+    const at = date.getTime();
+    if (at !== this.lastNow.at) this.lastNow = { at, iso: date.toISOString() };
+    return this.lastNow.iso;
   }
 
   find(deviceId: string): DeviceRecord | undefined {

@@ -11,7 +11,7 @@ import { presentedChain } from "../tls/peer.js";
 import { holdUntilConnack } from "./connect-gate.js";
 import { createDownstream } from "./downstream.js";
 import { guardPacketSize, MAX_MQTT_PACKET_BYTES } from "./frame-guard.js";
-import { NO_FAN_OUT, withoutStoredRouting } from "./routing.js";
+import { NO_FAN_OUT, withoutRouting } from "./routing.js";
 import { createSubscribeAcks } from "./subscribe-acks.js";
 import { type TelemetryMessage, telemetryMessage } from "./telemetry.js";
 import { createTokenExpiry } from "./token-expiry.js";
@@ -220,7 +220,7 @@ export async function createMqttFrontend(opts: {
       }
     },
   });
-  withoutStoredRouting(broker);
+  withoutRouting(broker);
 
   const guarded =
     <A extends unknown[]>(where: string, handler: (...args: A) => void) =>
