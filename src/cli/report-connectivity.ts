@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { loadDeviceConfig, parseName, parseSeconds } from "../config/index.js";
+import { loadDeviceConfig, parseInteger, parseName, parseSeconds } from "../config/index.js";
 import type { DesiredUpdate } from "../device/report-connectivity.js";
 import { TakeoverDetector } from "../device/takeover.js";
 import { describeFailure, TakenOverError, TimeoutError } from "../sdk/errors.js";
@@ -16,6 +16,7 @@ import {
 interface Flags extends CommonFlags {
   type: string;
   once?: boolean;
+  send: string;
   timeout: string;
 }
 
@@ -27,6 +28,13 @@ const program = addCommonOptions(
   )
     .option("--type <name>", "connectivity type to report", "cellular")
     .option("--once", "exit right after the hub acknowledges the report")
+    .addOption(
+      numberOption(
+        "--send <count>",
+        "after the report, send this many telemetry messages (0 to 1000; read them with monitor-events)",
+        "0",
+      ),
+    )
     .addOption(
       numberOption(
         "--timeout <seconds>",
@@ -41,7 +49,8 @@ Settings (flags > environment variables > env file > defaults):
   IOTHUB_DEVICE_CONNECTION_STRING  the device's connection string
   IOTHUB_CA_FILE                   extra CA to trust, for the local hub (optional)
 
-With --json: one JSON object (with --once), or one JSON object per line: the report, then each desired update.
+With --json: one JSON object (with --once), or one JSON object per line: the report, each message sent, then each
+desired update.
 Run it in the project folder (where .env is), after npm install.
 Exit codes: 0 success (also when stopped with Ctrl-C or SIGTERM), 1 hub or runtime failure, 2 usage or configuration error.
 (Through npx, the shell shows 130 after Ctrl-C: npx reports the interrupt it received too.)`,
@@ -56,6 +65,7 @@ await runCli<Flags>(program, async (flags, setContext) => {
   const log = verbose ? (line: string) => writeErr(`[verbose] ${line}`) : undefined;
   const type = parseName("--type", flags.type, "cellular");
   const timeoutSeconds = parseSeconds("--timeout", flags.timeout, 0.1, 3600);
+  const sendCount = parseInteger("--send", flags.send, 0, 1000);
   const config = loadDeviceConfig({ envFile: flags.envFile, caFile: flags.caFile });
   const { connection } = config;
   const context = {
@@ -66,7 +76,8 @@ await runCli<Flags>(program, async (flags, setContext) => {
     ca: config.ca ? { file: config.ca.file, setting: config.ca.setting } : undefined,
   };
   setContext(context);
-  if (log) logSettings(log, program, config.sources, { type: "--type", timeout: "--timeout" });
+  if (log)
+    logSettings(log, program, config.sources, { type: "--type", send: "--send", timeout: "--timeout" });
 
   // Stop on Ctrl-C / SIGTERM, also while still connecting; a second signal leaves at once.
   let stop: (reason: "signal" | Error) => void = () => {};
@@ -152,7 +163,7 @@ await runCli<Flags>(program, async (flags, setContext) => {
     reportedVersion: session.reportedVersion ?? null,
   };
   if (flags.json) {
-    print(JSON.stringify(flags.once ? summary : { event: "reported", ...summary }));
+    if (!flags.once) print(JSON.stringify({ event: "reported", ...summary }));
   } else {
     print(`Connected to ${connection.hostName} as ${session.deviceId}.`);
     print(`Desired properties: ${show(session.desired)}`);
@@ -160,6 +171,15 @@ await runCli<Flags>(program, async (flags, setContext) => {
       `Reported connectivity.type = ${type} (reported properties version ${session.reportedVersion ?? "?"}).`,
     );
   }
+  // Device-to-cloud messages, one at a time, each acknowledged by the hub before the next.
+  for (let n = 1; n <= sendCount; n++) {
+    const body = { connectivity: type, message: n };
+    await session.sendTelemetry(body, { source: "report-connectivity" });
+    if (flags.json && !flags.once) print(JSON.stringify({ event: "sent", body }));
+    else if (!flags.json) print(`Sent telemetry message ${n} of ${sendCount}: ${JSON.stringify(body)}`);
+  }
+  if (flags.json && flags.once)
+    print(JSON.stringify(sendCount > 0 ? { ...summary, telemetrySent: sendCount } : summary));
   if (flags.once) {
     await session.close();
     return 0;

@@ -25,6 +25,11 @@ export interface ConnectivitySession {
   reported: Properties;
   /** `$version` of the reported properties after the update. */
   reportedVersion: number | undefined;
+  /**
+   * Sends one device-to-cloud message (telemetry) with a JSON body, and resolves once the hub acknowledged it
+   * (MQTT PUBACK: stored in the hub's Event Hubs-compatible endpoint).
+   */
+  sendTelemetry(body: Properties, properties?: Record<string, string>): Promise<void>;
   /** Closes the connection (bounded by the timeout); safe to call more than once. */
   close(): Promise<void>;
 }
@@ -201,6 +206,15 @@ export async function reportConnectivity(
       desiredVersion,
       reported: withoutMetadata(twin.properties.reported),
       reportedVersion: versionOf(twin.properties.reported),
+      sendTelemetry: async (body, properties = {}) => {
+        const { default: device } = await import("azure-iot-device");
+        const message = new device.Message(JSON.stringify(body));
+        // "Create and read IoT Hub messages": routing queries on the body need JSON content type and encoding.
+        message.contentType = "application/json";
+        message.contentEncoding = "utf-8";
+        for (const [key, value] of Object.entries(properties)) message.properties.add(key, value);
+        await withTimeout(client.sendEvent(message), timeoutSeconds, "Sending a telemetry message");
+      },
       close,
     };
   } catch (error) {
