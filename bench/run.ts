@@ -133,7 +133,10 @@ await run(5, "X.509 device logins next to SAS logins", () =>
 );
 
 await run(6, "device-to-cloud telemetry into an Event Hubs consumer vs a bare broker", () =>
-  scenarioTelemetry({ devices: options.devices, duration: options.duration, reps: options.reps }, report),
+  scenarioTelemetry(
+    { devices: options.devices, duration: options.duration, reps: options.reps, profileDir },
+    report,
+  ),
 );
 
 const table = report.table();

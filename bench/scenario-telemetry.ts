@@ -18,8 +18,15 @@ import { figure, percentile } from "./stats.js";
 const S = "6 telemetry";
 const KEY = Buffer.from("bench-scenario-5-device-key-0001").toString("base64");
 const IN_FLIGHT = 500;
-/** Well below the saturation rate on a small machine, so the latency is the path's, not a queue's. */
-const FIXED_RATE = 200;
+/**
+ * The offered rate of the latency target (p99 under 50 ms at 1,000 messages/s). Below the saturation rate on a
+ * small machine, so the latency is the path's, not a queue's. The consumer SDK reads its queue every 20 ms
+ * (@azure/event-hubs, partitionReceiver's read interval), so about 20 ms of any end-to-end figure is the reader's,
+ * on Azure as here.
+ */
+const FIXED_RATE = 1000;
+/** The targets are stated for 1,000 devices. */
+const TARGET_DEVICES = 1000;
 let runNumber = 0;
 const WARMUP_S = 1;
 const CONSUMER = fileURLToPath(new URL("./consumer-process.js", import.meta.url));
@@ -28,6 +35,8 @@ export interface TelemetryOptions {
   devices: number[];
   duration: number;
   reps: number;
+  /** Write a CPU profile of the hub during the first saturation run. */
+  profileDir?: string;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -169,7 +178,11 @@ export async function scenarioTelemetry(
         try {
           for (let rep = 0; rep < options.reps; rep++) {
             fixedRuns.push(await drive(connected.clients, ids, consumer, options.duration, FIXED_RATE, 1));
+            const profile = options.profileDir !== undefined && rep === 0;
+            if (profile) await hub.profileStart();
             hubRuns.push(await drive(connected.clients, ids, consumer, options.duration, undefined, window));
+            if (profile)
+              console.log(`  profile: ${await hub.profileStop(options.profileDir!, `hub-telemetry-K${k}`)}`);
           }
         } finally {
           await closeAll(connected.clients);
@@ -211,7 +224,13 @@ export async function scenarioTelemetry(
       hubRuns.map((r, i) => r.deliveredPerSecond / (brokerRuns[i]?.ackedPerSecond ?? ceiling.median)),
       "%",
     );
-    report.add(S, `K=${n}: telemetry delivered to an Event Hubs consumer/s at saturation`, delivered);
+    const targeted = k === TARGET_DEVICES;
+    report.add(
+      S,
+      `K=${n}: telemetry delivered to an Event Hubs consumer/s at saturation`,
+      delivered,
+      targeted ? { atLeast: 5000, text: ">= 5,000/s" } : undefined,
+    );
     report.add(
       S,
       `K=${n}: telemetry PUBACKed (stored)/s at saturation`,
@@ -251,6 +270,7 @@ export async function scenarioTelemetry(
         fixedRuns.map((r) => r.p99),
         "ms",
       ),
+      targeted ? { atMost: 50, text: "< 50 ms" } : undefined,
     );
     report.add(S, `K=${n}: bare broker QoS 1 acks/s (ceiling)`, ceiling);
     report.add(S, `K=${n}: delivered / ceiling`, ratio);
