@@ -9,7 +9,15 @@ import {
   parseInteger,
   parseSeconds,
 } from "../config/index.js";
-import { addCommonOptions, type CommonFlags, newProgram, runCli, writeErr } from "./common.js";
+import {
+  addCommonOptions,
+  type CommonFlags,
+  logSettings,
+  newProgram,
+  numberOption,
+  runCli,
+  writeErr,
+} from "./common.js";
 
 interface Flags extends CommonFlags {
   consumerGroup: string;
@@ -32,20 +40,23 @@ const program = addCommonOptions(
       "where to start: 'latest' (messages from now on), 'earliest' (everything kept), or a time (ISO 8601)",
       "latest",
     )
-    .option("--timeout <seconds>", "stop after this long (0: run until Ctrl-C)", "0")
-    .option("--count <n>", "stop after this many messages"),
+    .addOption(
+      numberOption("--timeout <seconds>", "stop after this long, 0 to 604800 (0: run until Ctrl-C)", "0"),
+    )
+    .option("--count <n>", "stop after this many messages, 1 to 1000000000"),
 ).addHelpText(
   "after",
   `
-Settings (flags > environment > .env file > defaults):
+Settings (flags > environment variables > env file > defaults):
   EVENTHUB_CONNECTION_STRING   the Event Hubs-compatible connection string (local-hub prints it and writes it
                                to its --write-env file; Azure: IoT hub > Hub settings > Built-in endpoints)
   IOTHUB_CA_FILE               extra CA to trust, for the local hub (optional)
 
 Each message: the device, its system and application properties and its body (JSON when it parses, else text,
 else base64). With --json: one JSON object per line, shaped like az iot hub monitor-events --output json.
-Exit codes: 0 success (also when stopped with Ctrl-C, --timeout or --count), 1 hub or runtime failure,
-2 usage or configuration error.`,
+Run it in the project folder (where .env is), after npm install.
+Exit codes: 0 success (also when stopped with Ctrl-C, --timeout or --count), 1 hub or runtime failure, 2 usage or configuration error.
+(Through npx, the shell shows 130 after Ctrl-C: npx reports the interrupt it received too.)`,
 );
 
 /** The Event Hubs SDK has no option for an extra CA: the process trusts it through NODE_EXTRA_CA_CERTS. */
@@ -172,10 +183,15 @@ await runCli<Flags>(program, async (flags) => {
   const count =
     flags.count === undefined ? undefined : parseInteger("--count", flags.count, 1, 1_000_000_000);
   if (needsRestartWithCa(config)) return restartWithCa((config.ca as { file: string }).file);
-  if (verbose)
-    writeErr(
-      `[verbose] endpoint ${config.endpoint}, entity ${config.entityPath}, consumer group ${flags.consumerGroup}`,
-    );
+  if (verbose) {
+    logSettings((line) => writeErr(`[verbose] ${line}`), program, config.sources, {
+      consumerGroup: "--consumer-group",
+      device: "--device",
+      start: "--start",
+      timeout: "--timeout",
+      count: "--count",
+    });
+  }
 
   const { EventHubConsumerClient } = await import("@azure/event-hubs");
   const client = new EventHubConsumerClient(flags.consumerGroup, config.connectionString, {

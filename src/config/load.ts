@@ -291,6 +291,8 @@ export interface EventsConfig {
   keyName: string;
   ca: CaConfig | undefined;
   envFile: string | undefined;
+  /** Each setting and where it came from, for --verbose (the key never shown). */
+  sources: SettingSource[];
 }
 
 const EVENTS_FIX =
@@ -332,6 +334,7 @@ export function loadEventsConfig(options: LoadOptions = {}): EventsConfig {
     }
   }
   const endpoint = parts.get("Endpoint") as string;
+  const ca = readCa(settings, options.caFile, cwd);
   const m = /^sb:\/\/([^/:]+)(?::(\d{1,5}))?\/?$/i.exec(endpoint);
   if (!m || (m[2] !== undefined && Number(m[2]) > 65535)) {
     throw new ConfigError(`${shown} has an Endpoint that is not sb://<host>[:<port>]/.`, {
@@ -346,7 +349,16 @@ export function loadEventsConfig(options: LoadOptions = {}): EventsConfig {
     port: m[2] === undefined ? undefined : Number(m[2]),
     entityPath: parts.get("EntityPath") as string,
     keyName: parts.get("SharedAccessKeyName") as string,
-    ca: readCa(settings, options.caFile, cwd),
+    ca,
     envFile: settings.envFile,
+    sources: [
+      envFileSource(settings, options.envFile),
+      settingSource(
+        "EVENTHUB_CONNECTION_STRING",
+        setting,
+        `Endpoint=${endpoint};SharedAccessKeyName=${parts.get("SharedAccessKeyName")};EntityPath=${parts.get("EntityPath")} (key not shown)`,
+      ),
+      caSource(settings, options.caFile, ca),
+    ],
   };
 }

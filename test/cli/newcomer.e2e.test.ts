@@ -209,6 +209,31 @@ describe("a newcomer's mistakes get messages that name the real cause", () => {
       expect(result.stderr).not.toContain(DEVICE_KEY);
     });
 
+    it("monitor-events too", async () => {
+      const file = envFile([`IOTHUB_CA_FILE=${a.hub.caFile}`]);
+      const endpoint = a.hub.eventHubConnectionString;
+      const result = await run("monitor-events", ["--verbose", "--timeout", "0.5", "--env-file", file], {
+        env: { EVENTHUB_CONNECTION_STRING: endpoint },
+      });
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stderr).toContain(
+        "[verbose] Settings (flags > environment variables > env file > defaults):",
+      );
+      const shown = endpoint.replace(/;SharedAccessKey=[^;]*/, "").replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      expect(result.stderr).toMatch(
+        new RegExp(
+          `^\\[verbose\\]   EVENTHUB_CONNECTION_STRING  ${shown} \\(key not shown\\)  \\[environment variable\\]$`,
+          "m",
+        ),
+      );
+      expect(result.stderr).toMatch(
+        new RegExp(`^\\[verbose\\]   IOTHUB_CA_FILE +${a.hub.caFile}  \\[env file ${file}\\]$`, "m"),
+      );
+      expect(result.stderr).toMatch(/^\[verbose\] {3}--timeout +0\.5 {2}\[flag\]$/m);
+      expect(result.stderr).toMatch(/^\[verbose\] {3}--start +latest {2}\[default\]$/m);
+      expect(result.stderr).not.toContain(/SharedAccessKey=([^;]*)/.exec(endpoint)![1]);
+    });
+
     it("a bad value from an exported variable that overrides .env says so", async () => {
       const file = envFile([`IOTHUB_CONNECTION_STRING=${a.hub.serviceConnectionString}`]);
       const result = await run("add-tags-and-query", ["--env-file", file], {
@@ -277,8 +302,8 @@ describe("a newcomer's mistakes get messages that name the real cause", () => {
     }, 120_000);
   });
 
-  describe("--help of the three tools", () => {
-    it.each(["add-tags-and-query", "report-connectivity", "local-hub"])(
+  describe("--help of the tools", () => {
+    it.each(["add-tags-and-query", "report-connectivity", "monitor-events", "local-hub"])(
       "%s: same wording, numeric defaults shown as numbers, ranges, exit codes, the settings it reads",
       async (tool) => {
         const result = await run(tool, ["--help"]);
@@ -296,7 +321,9 @@ describe("a newcomer's mistakes get messages that name the real cause", () => {
           expect(help).toContain("--host-name <name>");
           expect(help).toContain("Settings: only these flags");
         } else {
-          expect(help).toMatch(/\(0\.1 to 3600\)\s+\(default: 30\)/);
+          if (tool === "monitor-events")
+            expect(help).toMatch(/0 to 604800[^(]*\(0: run[^)]*\)\s+\(default: 0\)/);
+          else expect(help).toMatch(/\(0\.1 to 3600\)\s+\(default: 30\)/);
           expect(help).toContain("Settings (flags > environment variables > env file > defaults):");
           expect(help).toContain("IOTHUB_CA_FILE");
           expect(help).toContain("Run it in the project folder (where .env is), after npm install.");

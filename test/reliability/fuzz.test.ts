@@ -2,8 +2,9 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { connect as tlsConnect } from "node:tls";
+import { type TLSSocket, connect as tlsConnect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { mqttPacket as P } from "../hub/mqtt-raw.js";
 import { eventually } from "../hub/support.js";
 import { runSeed } from "./fuzz/rng.js";
 import {
@@ -18,7 +19,7 @@ import {
 } from "./fuzz/storm.js";
 import { startWellBehaved, type WellBehavedStats } from "./fuzz/well-behaved.js";
 import { exchange, rssKb } from "./fuzz/wire.js";
-import { type HubProcess, policy, rest, serviceToken, sleep, spawnHub } from "./support.js";
+import { deviceToken, type HubProcess, policy, rest, serviceToken, sleep, spawnHub } from "./support.js";
 
 /**
  * Protocol fuzzing of the hub's one TLS port, against the built `local-hub` CLI as a child process (so a
@@ -35,7 +36,9 @@ import { type HubProcess, policy, rest, serviceToken, sleep, spawnHub } from "./
  * - no property ever appears on Object/Array/Function.prototype (a probe loaded into the hub watches);
  * - memory stays bounded (RSS from /proc and heap+external after a full GC, before vs after);
  * - the SDK clients are answered within a generous bound throughout;
- * - connections that stall before their first complete request are closed by the hub.
+ * - connections that stall before their first complete request are closed by the hub, and so is a device
+ *   that pipelines twin GETs and never reads the answers; a back end that pipelines HTTPS requests and never
+ *   reads runs alongside the storm (the memory and round-trip bounds above hold with it).
  *
  * FUZZ_SEED (number or "random"; default fixed), FUZZ_CASES (default 500), FUZZ_CONCURRENCY (default 6),
  * FUZZ_ONLY (case indices, comma-separated, to reproduce a finding), FUZZ_REPORT (a JSON file for the
@@ -48,6 +51,9 @@ const CONCURRENCY = Number(process.env.FUZZ_CONCURRENCY ?? 6);
 const ONLY = process.env.FUZZ_ONLY === undefined ? undefined : process.env.FUZZ_ONLY.split(",").map(Number);
 const PROBE = resolve(import.meta.dirname, "fuzz/probe.mjs");
 const VICTIM = "fuzz-victim";
+/** A device that pipelines twin GETs of its 28 KB twin and never reads (issue: unbounded reply buffering). */
+const DEAF = "fuzz-deaf";
+const DEAF_KEY = Buffer.from("fuzz-deaf".padEnd(32, "-")).toString("base64");
 /** Generous: a shared 2-core machine under a fuzz storm. */
 const ROUND_TRIP_BOUND_MS = 20_000;
 /** Growth allowed across the storm. */
@@ -84,6 +90,8 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
   const crashes: Array<{ exit: string; suspects: number[]; culprits: number[]; output: string }> = [];
   let stalled: Array<{ what: string; closedAfterMs: number | undefined }> = [];
   let stormMs = 0;
+  let stormStartedAt = 0;
+  let deafLastActivity = Number.NaN;
   let victimAfter: { twin: Record<string, unknown>; identity: Record<string, unknown> } | undefined;
   const marker = `VICTIM-${SEED}-${randomBytes(8).toString("hex")}`;
 
@@ -145,6 +153,15 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
       scratchIds: ["fuzz-scratch-0", "fuzz-scratch-1", "fuzz-scratch-2"],
     };
     for (const id of world.scratchIds) await register(id, key(id));
+    await register(DEAF, DEAF_KEY);
+    // Seven 4 KB strings: every twin answer to the deaf device is about 28 KB.
+    const big = Object.fromEntries(Array.from({ length: 7 }, (_, i) => [`p${i}`, "x".repeat(4000)]));
+    const patched = await rest(hub, "PATCH", `/twins/${DEAF}`, {
+      auth: owner,
+      body: JSON.stringify({ properties: { desired: big } }),
+      headers: { "if-match": "*" },
+    });
+    expect(patched.status, patched.body).toBe(200);
   }, 60_000);
 
   afterAll(async () => {
@@ -235,6 +252,7 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
     let remaining = ONLY ?? Array.from({ length: CASES }, (_, i) => i);
     const retried = new Set<number>();
     const started = Date.now();
+    stormStartedAt = started;
     // Memory and stalled connections are judged on the last hub process (after the last restart, if any).
     let stallTimes = startStalledConnections(hub);
     let stallHub = hub;
@@ -337,6 +355,16 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
       };
     }
     console.log(summary());
+    console.log(
+      `[reliability] fuzz, connections that stall or never read: ${stalled.map((x) => `${x.what}: closed after ${x.closedAfterMs ?? "never"} ms`).join("; ")}`,
+    );
+    if (isAlive(hub)) {
+      // The deaf device was cut off after it had logged in (not refused at CONNECT): it has been active.
+      const twin = (await rest(hub, "GET", `/twins/${DEAF}`, { auth: serviceToken(hub) })).json<{
+        lastActivityTime: string;
+      }>();
+      deafLastActivity = Date.parse(twin.lastActivityTime);
+    }
     if (process.env.FUZZ_REPORT) writeReport(process.env.FUZZ_REPORT);
     expect(ran).toBeGreaterThan(0);
   }, 600_000);
@@ -369,22 +397,48 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
       { what: "MQTT CONNECT cut short", bytes: Buffer.from([0x10, 0x40, 0x00, 0x04, 0x4d]) },
       { what: "nothing after the TLS handshake", bytes: Buffer.alloc(0) },
     ];
-    const results = kinds.map(({ what, bytes }) => {
-      const r = { what, closedAfterMs: undefined as number | undefined };
-      const s = tlsConnect({
-        host: "127.0.0.1",
-        port: target.port,
-        ca: target.caPem,
-        servername: "localhost",
+    const results: Array<{ r: { what: string; closedAfterMs: number | undefined }; s: TLSSocket }> =
+      kinds.map(({ what, bytes }) => {
+        const r = { what, closedAfterMs: undefined as number | undefined };
+        const s = tlsConnect({
+          host: "127.0.0.1",
+          port: target.port,
+          ca: target.caPem,
+          servername: "localhost",
+        });
+        s.on("error", () => {});
+        s.once("secureConnect", () => bytes.length && s.write(bytes));
+        s.on("close", () => {
+          r.closedAfterMs ??= Date.now() - opened;
+        });
+        return { r, s };
       });
-      s.on("error", () => {});
-      s.once("secureConnect", () => bytes.length && s.write(bytes));
-      s.on("close", () => {
-        r.closedAfterMs ??= Date.now() - opened;
-      });
-      return { r, s };
-    });
+    // Clients that send and never read (sockets paused): the deaf device must be cut off (the hub disconnects
+    // a device once 1 MiB of answers wait for it); the HTTPS pipeliner is load the hub must stop reading.
+    const deaf = nonReader(target, opened, "MQTT device pipelining twin GETs, never reading", () => ({
+      first: Buffer.concat([
+        P.connect(
+          DEAF,
+          `${target.hostName}/${DEAF}/?api-version=2021-04-12`,
+          deviceToken(target, DEAF, DEAF_KEY),
+        ),
+        P.subscribe(1, [["$iothub/twin/res/#", 0]]),
+      ]),
+      repeat: Buffer.concat(
+        Array.from({ length: 1000 }, (_, i) => P.publish(`$iothub/twin/GET/?$rid=${i}`, "")),
+      ),
+    }));
+    results.push(deaf);
+    const pipeliner = nonReader(target, opened, "HTTPS client pipelining requests, never reading", () => ({
+      first: Buffer.alloc(0),
+      repeat: Buffer.from(
+        `GET /twins/${DEAF}?api-version=2021-04-12 HTTP/1.1\r\nHost: x\r\nAuthorization: ${serviceToken(target)}\r\n\r\n`.repeat(
+          500,
+        ),
+      ),
+    }));
     return async (wait: boolean) => {
+      pipeliner.s.destroy();
       if (wait)
         await eventually(
           () => (results.every(({ r }) => r.closedAfterMs !== undefined) ? true : undefined),
@@ -393,6 +447,33 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
       for (const { s } of results) s.destroy();
       return results.map(({ r }) => ({ ...r }));
     };
+  }
+
+  /**
+   * A client that writes `first`, then `repeat` up to 100 times (waiting for the socket to drain, so the
+   * kernel's buffers hold what the hub does not read) and never reads anything.
+   */
+  function nonReader(
+    target: HubProcess,
+    opened: number,
+    what: string,
+    bytes: () => { first: Buffer; repeat: Buffer },
+  ) {
+    const r = { what, closedAfterMs: undefined as number | undefined };
+    const s = tlsConnect({ host: "127.0.0.1", port: target.port, ca: target.caPem, servername: "localhost" });
+    s.pause();
+    s.on("error", () => {});
+    s.on("close", () => {
+      r.closedAfterMs ??= Date.now() - opened;
+    });
+    s.once("secureConnect", async () => {
+      const { first, repeat } = bytes();
+      if (first.length) s.write(first);
+      for (let i = 0; i < 100 && !s.destroyed; i++) {
+        if (!s.write(repeat)) await Promise.race([new Promise((done) => s.once("drain", done)), sleep(2000)]);
+      }
+    });
+    return { r, s };
   }
 
   /** What case `index` sends, in words, with its bytes. */
@@ -546,7 +627,9 @@ describe(`protocol fuzzing of the TLS port (seed ${SEED}, reproduce with FUZZ_SE
     expect(wellBehaved.reduce((s, w) => s + w.serviceRounds, 0)).toBeGreaterThanOrEqual(3);
   });
 
-  it(`closes connections that stall in their first request within ${STALL_BOUND_MS / 1000} s`, () => {
+  it(`closes connections that stall in their first request, and a device that never reads, within ${STALL_BOUND_MS / 1000} s`, () => {
+    expect(stalled.map((s) => s.what)).toContain("MQTT device pipelining twin GETs, never reading");
+    expect(deafLastActivity, "the deaf device never logged in").toBeGreaterThanOrEqual(stormStartedAt - 1000);
     const open = stalled.filter((s) => s.closedAfterMs === undefined || s.closedAfterMs > STALL_BOUND_MS);
     expect(
       open.map((s) => s.what),

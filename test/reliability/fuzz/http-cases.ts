@@ -119,6 +119,12 @@ export function httpCase(rng: Rng, world: HttpWorld): HttpCase {
         `SELECT ${"(".repeat(rng.pick([10, 1000]))}1 FROM devices`,
         "SELECT * FROM devices.modules",
         `SELECT * FROM devices WHERE ${Array.from({ length: 300 }, (_, i) => `tags.k${i} = ${i}`).join(" OR ")}`,
+        // Expensive queries (queries without a budget once froze the hub): nested and wide string building,
+        // an aggregate over every twin, a projection of whole twins many times over.
+        `SELECT CONCAT(${Array(800).fill("deviceId").join(",")}) AS s FROM devices`,
+        `SELECT * FROM devices WHERE ${"CONCAT(".repeat(60)}deviceId${", deviceId)".repeat(60)} = 'x'`,
+        "SELECT tags.location.plant, COUNT() AS n, MAX(LENGTH(CONCAT(deviceId, deviceId))) AS m FROM devices GROUP BY tags.location.plant",
+        `SELECT ${Array.from({ length: 100 }, (_, i) => `properties AS p${i}`).join(", ")} FROM devices`,
         rng.text(rng.int(0, 80), "SELECT *FROMWHERE'\"().[]=<>!,0123 "),
       ];
       const q = rng.pick(queries);
