@@ -86,12 +86,18 @@ export function lazyFrontends(deps: {
     get pendingMethods(): number {
       return loaded?.methods.pending ?? 0;
     },
+    /**
+     * Answers every direct method call still waiting (503) and waits for those answers to be written: the hub does
+     * this before it drops its connections, so a stop answers callers promptly.
+     */
+    async closeMethods() {
+      await loaded?.methods.close();
+    },
     async close() {
       clearTimeout(preload);
       const l = loaded ?? (await loading?.catch(() => undefined));
       if (!l) return;
-      // Calls waiting for devices are answered first (503), so no HTTPS request waits for a device that is gone.
-      l.methods.close();
+      await l.methods.close();
       await l.mqtt.close();
       l.unguardHttp();
       await l.rest.close();

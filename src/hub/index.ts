@@ -250,6 +250,8 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
 
   const listeners: Array<ReturnType<typeof createTlsListener>> = [];
   const close = async () => {
+    // Direct method calls waiting for devices are answered (503) before the connections drop.
+    await frontends?.closeMethods();
     await Promise.all(listeners.map((l) => l.close()));
     amqp.close();
     await frontends?.close();

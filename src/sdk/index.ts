@@ -107,7 +107,11 @@ export async function createServiceClient(
  * its HTTP options with their own keep-alive agent; setting ours afterwards is what routes requests to
  * host:port with our CA.
  */
-export function adaptRestClient(sdkClient: Registry | ServiceClient, ca?: string): () => void {
+export function adaptRestClient(
+  sdkClient: Registry | ServiceClient,
+  ca?: string,
+  agentOptions: AgentOptions = {},
+): () => void {
   const restApiClient = (sdkClient as unknown as { _restApiClient?: Partial<RestApiClientLike> })
     ._restApiClient;
   if (typeof restApiClient?.setOptions !== "function") {
@@ -116,7 +120,7 @@ export function adaptRestClient(sdkClient: Registry | ServiceClient, ca?: string
     );
   }
   const trusted = ca ? trustedCas(ca) : undefined;
-  const agent = new HostPortAgent(trusted ? { ca: trusted } : {});
+  const agent = new HostPortAgent(trusted ? { ...agentOptions, ca: trusted } : agentOptions);
   restApiClient.setOptions(trusted ? { http: { agent }, ca: trusted } : { http: { agent } });
   return () => agent.destroy();
 }

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from "node:fs";
+import type { AgentOptions } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client as DeviceClient, type Twin as DeviceTwin } from "azure-iot-device";
@@ -37,9 +38,10 @@ export function registryFor(connectionString: string, caPem: string): Registry {
 export function serviceClientFor(
   connectionString: string,
   caPem: string,
+  agentOptions: AgentOptions = {},
 ): { client: ServiceClient; close(): void } {
   const client = ServiceClient.fromConnectionString(connectionString);
-  return { client, close: adaptRestClient(client, caPem) };
+  return { client, close: adaptRestClient(client, caPem, agentOptions) };
 }
 
 export async function connectDevice(connectionString: string, caPem: string): Promise<DeviceClient> {

@@ -63,6 +63,8 @@ export class MethodInvoker implements MethodEvents {
   private randomPool = Buffer.alloc(0);
   private randomAt = 0;
   private closed = false;
+  /** Callers whose answer is still being delivered (see `holdUntil`). */
+  private readonly delivering = new Set<Promise<void>>();
   private readonly limits: MethodLimits;
 
   constructor(
@@ -212,11 +214,29 @@ export class MethodInvoker implements MethodEvents {
     return true;
   }
 
-  /** Answers every call at once (the hub is stopping); later calls are refused. */
-  close(): void {
+  /** `close` waits (briefly) for `done`: the caller's answer has been delivered, so stopping does not cut it. */
+  holdUntil(done: Promise<void>): void {
+    this.delivering.add(done);
+    void done.then(() => this.delivering.delete(done));
+  }
+
+  /**
+   * Answers every call at once (the hub is stopping; 503 ServiceUnavailable) and refuses later ones; resolves
+   * once those answers are delivered, or after `maxWaitMs`.
+   */
+  async close(maxWaitMs = 2000): Promise<void> {
     this.closed = true;
     for (const calls of [...this.byDevice.values()])
       for (const pending of [...calls.values()]) pending.settle(errors.unavailable("The hub is stopping"));
+    if (this.delivering.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(this.delivering),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, maxWaitMs);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   private send(pending: Pending): void {

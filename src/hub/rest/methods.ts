@@ -17,6 +17,8 @@ export function methodsRoutes(registry: DeviceRegistry, invoker: MethodInvoker) 
       // An unregistered device: 404 DeviceNotFound ("404001 DeviceNotFound ... a cloud-to-device (C2D)
       // communication, such as C2D message, twin update, or direct method", error-code reference).
       registry.require(req.params.id);
+      // Stopping the hub answers waiting calls; it waits for this answer to be written before dropping connections.
+      invoker.holdUntil(new Promise<void>((resolve) => reply.raw.once("close", resolve)));
       const result = await invoker.invoke(req.params.id, call);
       // The device's JSON text as it sent it (checked to be JSON by the invoker), without parsing it again.
       return reply
