@@ -266,8 +266,9 @@ export class MethodInvoker implements MethodEvents {
   }
 
   /**
-   * A request ID: unique in this hub (a counter) and not guessable (64 random bits), in hex as IoT Hub's are
-   * ("The request ID is a hexadecimal formatted value", the doc). At most RID_MAX_LENGTH (32) characters.
+   * A request ID. The doc only says the device echoes it ("The `$rid` property is the request ID from the method
+   * invocation received from IoT Hub"); the SDKs treat it as an opaque string. Here: hex like IoT Hub's own,
+   * unique in this hub (a counter) and not guessable (64 random bits), at most RID_MAX_LENGTH (32) characters.
    */
   private newRid(): string {
     if (this.randomAt + 8 > this.randomPool.length) {
