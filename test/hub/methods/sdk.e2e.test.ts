@@ -165,6 +165,25 @@ describe("direct methods through the real azure-iothub Client and azure-iot-devi
     await noPendingMethods(hub);
   });
 
+  it("the device disconnects during the call: 503 DeviceUnavailable, which the SDK retries; then 404 DeviceNotOnline", async () => {
+    const { connectionString } = await newDevice(hub, registry, "m-leaves");
+    let device: DeviceClient | undefined;
+    device = await sdkDevice(hub, connectionString, {
+      leave: () => {
+        // Closes its connection instead of answering.
+        void device?.close();
+        return undefined;
+      },
+    });
+    devices.push(device);
+    const started = Date.now();
+    const f = await failure(invoke("m-leaves", { methodName: "leave", responseTimeoutInSeconds: 60 }));
+    // Well before the 60 s response timeout: the 503 comes at once, the SDK's retry finds the device offline.
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(f).toMatchObject({ status: 404, errorCode: "DeviceNotOnline" });
+    await noPendingMethods(hub);
+  });
+
   it("an unregistered device: DeviceNotFoundError", async () => {
     const f = await failure(invoke("m-nobody", { methodName: "reboot" }));
     expect(f).toMatchObject({ type: "DeviceNotFoundError", status: 404, errorCode: "DeviceNotFound" });
