@@ -139,7 +139,10 @@ await run(6, "device-to-cloud telemetry into an Event Hubs consumer vs a bare br
 );
 
 await run(7, "direct methods: round trips through the hub (service REST -> device MQTT -> answer)", () =>
-  scenarioMethods({ devices: 100, rate: 500, duration: options.duration, reps: options.reps }, report),
+  scenarioMethods(
+    { devices: 100, rate: 500, duration: options.duration, reps: options.reps, profileDir },
+    report,
+  ),
 );
 
 const table = report.table();

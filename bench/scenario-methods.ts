@@ -27,6 +27,7 @@ export interface MethodsOptions {
   rate: number;
   duration: number;
   reps: number;
+  profileDir?: string;
 }
 
 interface LoadResult {
@@ -190,10 +191,20 @@ export async function scenarioMethods(
         "service",
       );
       const fixedRuns: LoadResult[] = [];
-      const saturated = await repeat(options.reps, UNITS, async () => {
+      const saturated = await repeat(options.reps, UNITS, async (rep) => {
         // Fixed load and saturation alternate so both see the same machine noise.
+        const profile = options.profileDir !== undefined && rep === 0;
+        if (profile) await hub.profileStart();
         fixedRuns.push(await drive(hub, agent, token, ids, options.duration, options.rate));
-        return { ...(await drive(hub, agent, token, ids, options.duration, undefined)) };
+        if (profile)
+          console.log(
+            `  profile: ${await hub.profileStop(options.profileDir!, `hub-methods-${options.rate}`)}`,
+          );
+        if (profile) await hub.profileStart();
+        const r = await drive(hub, agent, token, ids, options.duration, undefined);
+        if (profile)
+          console.log(`  profile: ${await hub.profileStop(options.profileDir!, "hub-methods-saturated")}`);
+        return { ...r };
       });
       const fixed = Object.fromEntries(
         (Object.keys(UNITS) as Array<keyof LoadResult>).map((key) => [
