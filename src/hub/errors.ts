@@ -59,6 +59,9 @@ export const errors = {
       ERROR_CODES.deviceNotFound,
       `Device ${JSON.stringify(deviceId)} is not registered in this hub`,
     ),
+  /** "404001 DeviceNotFound ... The device either isn't registered or is disabled" (error-code reference). */
+  deviceDisabled: (deviceId: string) =>
+    new HubError(404, ERROR_CODES.deviceNotFound, `Device ${JSON.stringify(deviceId)} is disabled`),
   routeNotFound: (what: string) =>
     new HubError(404, ERROR_CODES.notFound, `${what} is not an operation of this hub`),
   deviceExists: (deviceId: string) =>

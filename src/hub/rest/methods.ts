@@ -1,4 +1,5 @@
 import type { FastifyInstance } from "fastify";
+import { errors } from "../errors.js";
 import type { MethodInvoker } from "../methods/invoker.js";
 import { parseMethodCall } from "../methods/request.js";
 import type { DeviceRegistry } from "../registry.js";
@@ -14,9 +15,10 @@ export function methodsRoutes(registry: DeviceRegistry, invoker: MethodInvoker) 
   return async (app: FastifyInstance) => {
     app.post<IdParams>("/twins/:id/methods", NEEDS.serviceConnect, async (req, reply) => {
       const call = parseMethodCall(req.body);
-      // An unregistered device: 404 DeviceNotFound ("404001 DeviceNotFound ... a cloud-to-device (C2D)
-      // communication, such as C2D message, twin update, or direct method", error-code reference).
-      registry.require(req.params.id);
+      // "During a cloud-to-device (C2D) communication, such as C2D message, twin update, or direct method, you
+      // might see that the operation fails with error 404001 DeviceNotFound ... The device either isn't
+      // registered or is disabled" (error-code reference).
+      if (registry.require(req.params.id).status === "disabled") throw errors.deviceDisabled(req.params.id);
       // Stopping the hub answers waiting calls; it waits for this answer to be written before dropping connections.
       invoker.holdUntil(new Promise<void>((resolve) => reply.raw.once("close", resolve)));
       const result = await invoker.invoke(req.params.id, call);

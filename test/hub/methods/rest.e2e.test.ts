@@ -137,6 +137,11 @@ describe("POST /twins/{id}/methods as raw HTTPS (what curl sends)", () => {
     expect(res.json().Message).toMatch(/^ErrorCode:DeviceNotFound;/);
     // Validation comes first, as the body is read before the device is looked up.
     expect((await invokeRaw(hub, "nobody-here", { methodName: "" })).status).toBe(400);
+    // A disabled device counts as not found ("The device either isn't registered or is disabled").
+    await newDevice(hub, registry, "rest-disabled");
+    await registry.update({ deviceId: "rest-disabled", status: "disabled" });
+    const disabled = await invokeRaw(hub, "rest-disabled", { methodName: "m" });
+    expect([disabled.status, disabled.headers["iothub-errorcode"]]).toEqual([404, "DeviceNotFound"]);
   });
 
   it("a device answering with something that is not JSON: 502 GenericBadGateway", async () => {
