@@ -64,13 +64,16 @@ export function createMqttMethods(opts: {
   return { channel, handleResponse };
 }
 
-/** `$iothub/methods/res/{status}/?$rid={rid}`: the status is a whole number, the rid one of ours in length. */
+/**
+ * `$iothub/methods/res/{status}/?$rid={rid}`: the status is a whole number within a 32-bit integer (the SDKs' and
+ * IoT Hub's `status` is an int), the rid one of ours in length.
+ */
 export function parseResponseTopic(topic: string): { status: number; rid: string } | undefined {
   const rest = topic.slice(TOPICS.methodsResponsePrefix.length);
   const slash = rest.indexOf("/?");
   if (slash < 1) return undefined;
   const statusText = rest.slice(0, slash);
-  if (!/^-?\d{1,9}$/.test(statusText)) return undefined;
+  if (!/^-?\d{1,10}$/.test(statusText) || Math.abs(Number(statusText)) > 2 ** 31 - 1) return undefined;
   const rid = new URLSearchParams(rest.slice(slash + 2)).get("$rid");
   if (!rid || rid.length > RID_MAX_LENGTH) return undefined;
   return { status: Number(statusText), rid };
