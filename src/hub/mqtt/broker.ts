@@ -279,11 +279,12 @@ export async function createMqttFrontend(opts: {
   );
   broker.on("subscribe", guarded("subscribe", acks.complete));
   // The methods subscription counts once aedes has granted it (its SUBACK is written in the same turn), so no
-  // method request reaches the device before its SUBACK.
+  // method request reaches the device before its SUBACK. (A SUBSCRIBE sent right after CONNECT can get here
+  // before "clientReady": the session flag is set either way, and clientReady reports it.)
   broker.on(
     "subscribe",
     guarded("subscribe", (subs: Array<{ topic: string; qos: number }>, client: Client) => {
-      if (clients.get(client.id) !== client) return;
+      if (client.closed) return;
       if (!subs.some((s) => s.topic === TOPICS.methodsFilter && s.qos !== 128)) return;
       registry.setSessionSubscription(client.id, "methodsSubscribed", true);
       opts.methods?.available(client.id);

@@ -1,7 +1,8 @@
 import type { Registry } from "azure-iothub";
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closed, sleep } from "../../reliability/support.js";
+import { closed, deviceToken, sleep } from "../../reliability/support.js";
+import { mqttPacket as P, rawMqtt } from "../mqtt-raw.js";
 import { eventually, registryFor, serviceClientFor, startTestHub } from "../support.js";
 import {
   answer,
@@ -76,6 +77,31 @@ describe("direct methods: answers reach their own caller only (raw MQTT devices)
     );
     expect(lines.some((l) => l.includes("MQTT r-b method response ignored") && l.includes(ridA))).toBe(true);
     await noPendingMethods(hub);
+  });
+
+  it("a SUBSCRIBE sent in the same write as CONNECT (before CONNACK) counts: methods arrive", async () => {
+    const { key } = await newDevice(hub, registry, "r-early");
+    const raw = await rawMqtt(hub.port, hub.caPem);
+    try {
+      raw.write(
+        P.connect(
+          "r-early",
+          `${hub.hostName}/r-early/?api-version=2021-04-12`,
+          deviceToken(hub, "r-early", key),
+        ),
+        P.subscribe(1, [["$iothub/methods/POST/#", 0]]),
+      );
+      await raw.waitFor((r) => r.some((p) => p.type === "suback"));
+      const call = invokeRaw(hub, "r-early", { methodName: "early", payload: 1 });
+      await raw.waitFor((r) => r.some((p) => p.type === "publish"));
+      const request = raw.received.find((p) => p.type === "publish")!;
+      expect(request.topic).toMatch(/^\$iothub\/methods\/POST\/early\/\?\$rid=[0-9a-f]+$/);
+      const rid = request.topic!.split("$rid=")[1];
+      raw.write(P.publish(`$iothub/methods/res/200/?$rid=${rid}`, '"early answer"'));
+      expect((await call).json()).toEqual({ status: 200, payload: "early answer" });
+    } finally {
+      raw.end();
+    }
   });
 
   it("100 concurrent callers on each of 10 devices: every answer reaches its own caller", async () => {
