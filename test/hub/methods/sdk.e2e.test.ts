@@ -1,6 +1,8 @@
 import type { Client as DeviceClient } from "azure-iot-device";
 import type { DeviceMethodParams, Registry, Client as ServiceClient } from "azure-iothub";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseServiceConnectionString } from "../../../src/config/index.js";
+import { createServiceClient } from "../../../src/sdk/index.js";
 import { registryFor, serviceClientFor, startTestHub } from "../support.js";
 import { type Hub, newDevice, noPendingMethods, rawDevice, receiveMethods, sdkDevice } from "./support.js";
 
@@ -182,6 +184,30 @@ describe("direct methods through the real azure-iothub Client and azure-iot-devi
     expect(Date.now() - started).toBeLessThan(30_000);
     expect(f).toMatchObject({ status: 404, errorCode: "DeviceNotOnline" });
     await noPendingMethods(hub);
+  });
+
+  it("the product's adapter (src/sdk createServiceClient) reaches host:port; a plain Azure string is left alone", async () => {
+    const { connectionString } = await newDevice(hub, registry, "m-adapter");
+    devices.push(await sdkDevice(hub, connectionString, { hi: () => ({ status: 200, payload: "hello" }) }));
+    const adapted = await createServiceClient(
+      parseServiceConnectionString(hub.serviceConnectionString, { name: "test" }),
+      hub.caPem,
+    );
+    try {
+      expect(adapted.adapted).toBe(true);
+      const { result } = await adapted.client.invokeDeviceMethod("m-adapter", { methodName: "hi" });
+      expect(result).toEqual({ status: 200, payload: "hello" });
+    } finally {
+      adapted.close();
+    }
+    const azure = await createServiceClient(
+      parseServiceConnectionString(
+        "HostName=myhub.azure-devices.net;SharedAccessKeyName=service;SharedAccessKey=c2VjcmV0LWtleQ==",
+        { name: "test" },
+      ),
+    );
+    expect(azure.adapted).toBe(false);
+    azure.close();
   });
 
   it("an unregistered device: DeviceNotFoundError", async () => {
