@@ -41,7 +41,7 @@ const { values } = parseArgs({
 
 if (values.help) {
   console.log(`npm run bench -- [options]
-  --scenario 1,...,6   scenarios to run (1 back-end at scale, 2 device side, 3 queries, 4 start-up/tutorial/RSS, 5 X.509 logins,
+  --scenario 1,...,7   scenarios to run (1 back-end at scale, 2 device side, 3 queries, 4 start-up/tutorial/RSS, 5 X.509 logins,
                        6 device-to-cloud telemetry read back through the Event Hubs-compatible endpoint,
                        7 direct methods: service REST -> device over MQTT -> answer, 100 devices)
   --quick              small sizes and fewer runs (a couple of minutes)
