@@ -89,8 +89,12 @@ export class MethodInvoker implements MethodEvents {
     return this.total;
   }
 
-  /** Invokes a method on a registered device; rejects with the HubError IoT Hub would answer. */
-  invoke(deviceId: string, call: MethodCall): Promise<MethodResult> {
+  /**
+   * Invokes a method on a registered device; rejects with the HubError IoT Hub would answer. `abandoned`: the
+   * caller went away (its HTTPS connection closed), so the call stops holding its place at once; an answer that
+   * still comes is then one nobody waits for.
+   */
+  invoke(deviceId: string, call: MethodCall, abandoned?: AbortSignal): Promise<MethodResult> {
     if (this.closed) return Promise.reject(errors.unavailable("The hub is stopping"));
     const calls = this.byDevice.get(deviceId);
     if ((calls?.size ?? 0) >= this.limits.perDevice)
@@ -118,6 +122,7 @@ export class MethodInvoker implements MethodEvents {
 
     return new Promise<MethodResult>((resolve, reject) => {
       const rid = this.newRid();
+      let settled = false;
       const pending: Pending = {
         deviceId,
         rid,
@@ -125,6 +130,8 @@ export class MethodInvoker implements MethodEvents {
         sent: false,
         timer: undefined as unknown as NodeJS.Timeout,
         settle: (outcome) => {
+          if (settled) return;
+          settled = true;
           clearTimeout(pending.timer);
           if (!pending.sent) this.waitingBytes -= payloadBytes;
           const map = this.byDevice.get(deviceId);
@@ -144,6 +151,9 @@ export class MethodInvoker implements MethodEvents {
       }
       map.set(rid, pending);
       this.total++;
+      abandoned?.addEventListener("abort", () => pending.settle(errors.unavailable("The caller went away")), {
+        once: true,
+      });
       if (ready) {
         this.send(pending);
       } else {

@@ -20,8 +20,17 @@ export function methodsRoutes(registry: DeviceRegistry, invoker: MethodInvoker) 
       // registered or is disabled" (error-code reference).
       if (registry.require(req.params.id).status === "disabled") throw errors.deviceDisabled(req.params.id);
       // Stopping the hub answers waiting calls; it waits for this answer to be written before dropping connections.
-      invoker.holdUntil(new Promise<void>((resolve) => reply.raw.once("close", resolve)));
-      const result = await invoker.invoke(req.params.id, call);
+      // A caller whose connection closes before its answer abandons the call (it stops counting against the limits).
+      const abandoned = new AbortController();
+      invoker.holdUntil(
+        new Promise<void>((resolve) =>
+          reply.raw.once("close", () => {
+            if (!reply.raw.writableFinished) abandoned.abort();
+            resolve();
+          }),
+        ),
+      );
+      const result = await invoker.invoke(req.params.id, call, abandoned.signal);
       // The device's JSON text as it sent it (checked to be JSON by the invoker), without parsing it again.
       return reply
         .type("application/json; charset=utf-8")

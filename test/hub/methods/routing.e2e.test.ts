@@ -1,7 +1,8 @@
+import { request } from "node:https";
 import type { Registry } from "azure-iothub";
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closed, deviceToken, sleep } from "../../reliability/support.js";
+import { closed, deviceToken, serviceToken, sleep } from "../../reliability/support.js";
 import { mqttPacket as P, rawMqtt } from "../mqtt-raw.js";
 import { eventually, registryFor, serviceClientFor, startTestHub } from "../support.js";
 import {
@@ -160,6 +161,41 @@ describe("direct methods: answers reach their own caller only (raw MQTT devices)
     expect(res.headers["iothub-errorcode"]).toBe("DeviceUnavailable");
     expect(methodError(res).errorCode).toBe(503102);
     await noPendingMethods(hub);
+  });
+
+  it("a caller that goes away abandons its call: the hub stops holding it; the late answer is ignored", async () => {
+    const d = await device("r-abandon");
+    const requests = await receiveMethods(d.client);
+    // Two calls: one already sent to the device, one waiting for another device to come online.
+    await newDevice(hub, registry, "r-abandon-offline");
+    const open = (id: string, body: unknown) => {
+      const req = request({
+        host: "localhost",
+        port: hub.port,
+        ca: hub.caPem,
+        agent: false,
+        method: "POST",
+        path: `/twins/${id}/methods?api-version=2021-04-12`,
+        headers: { authorization: serviceToken(hub), "content-type": "application/json" },
+      });
+      req.on("error", () => {});
+      req.end(JSON.stringify(body));
+      return req;
+    };
+    const sent = open("r-abandon", { methodName: "slow", responseTimeoutInSeconds: 300 });
+    const waiting = open("r-abandon-offline", { methodName: "slow", connectTimeoutInSeconds: 300 });
+    await eventually(() => (requests.length === 1 && hub.pendingMethods === 2 ? true : undefined));
+    sent.destroy();
+    waiting.destroy();
+    await noPendingMethods(hub);
+    const before = lines.filter((l) => l.includes("MQTT r-abandon method response ignored")).length;
+    await answer(d.client, 200, requests[0].rid, '"too late"');
+    await eventually(() =>
+      lines.filter((l) => l.includes("MQTT r-abandon method response ignored")).length > before
+        ? true
+        : undefined,
+    );
+    expect(d.client.connected).toBe(true);
   });
 
   it("another connection with the same identity takes over: 400 ConnectionForcefullyClosedOnNewConnection (400027)", async () => {
