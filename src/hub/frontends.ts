@@ -4,6 +4,8 @@ import type { FastifyInstance } from "fastify";
 import type { Authorizer } from "./auth/authorizer.js";
 import { type ConnectionGate, guardHttpServer } from "./connection-limits.js";
 import type { ProtocolTargets } from "./listener.js";
+import { perKeyLimit } from "./log.js";
+import { MethodInvoker } from "./methods/invoker.js";
 import type { MqttFrontend } from "./mqtt/broker.js";
 import type { TelemetryMessage } from "./mqtt/telemetry.js";
 import type { DeviceRegistry } from "./registry.js";
@@ -15,6 +17,7 @@ const PRELOAD_AFTER_MS = 50;
 
 interface Loaded {
   mqtt: MqttFrontend;
+  methods: MethodInvoker;
   rest: FastifyInstance<HttpServer>;
   unguardHttp: () => void;
 }
@@ -45,9 +48,12 @@ export function lazyFrontends(deps: {
         import("./rest/server.js"),
       ]);
       const { registry, authorizer, log, gate, throttle, querySource, onTelemetry } = deps;
-      const mqtt = await createMqttFrontend({ registry, authorizer, log, throttle, onTelemetry });
-      const rest = await createRestApi({ registry, authorizer, log, throttle, querySource });
-      loaded = { mqtt, rest, unguardHttp: guardHttpServer(rest.server, gate) };
+      // Direct methods: the REST side invokes, the MQTT side delivers and answers (methods/).
+      const methods = new MethodInvoker(perKeyLimit(log));
+      const mqtt = await createMqttFrontend({ registry, authorizer, log, throttle, onTelemetry, methods });
+      methods.attach(mqtt.methods);
+      const rest = await createRestApi({ registry, authorizer, log, throttle, querySource, methods });
+      loaded = { mqtt, methods, rest, unguardHttp: guardHttpServer(rest.server, gate) };
       return loaded;
     })();
     const attempt = loading;
@@ -76,10 +82,22 @@ export function lazyFrontends(deps: {
     get mqtt(): MqttFrontend | undefined {
       return loaded?.mqtt;
     },
+    /** Direct methods waiting for an answer or for their device. */
+    get pendingMethods(): number {
+      return loaded?.methods.pending ?? 0;
+    },
+    /**
+     * Answers every direct method call still waiting (503) and waits for those answers to be written: the hub does
+     * this before it drops its connections, so a stop answers callers promptly.
+     */
+    async closeMethods() {
+      await loaded?.methods.close();
+    },
     async close() {
       clearTimeout(preload);
       const l = loaded ?? (await loading?.catch(() => undefined));
       if (!l) return;
+      await l.methods.close();
       await l.mqtt.close();
       l.unguardHttp();
       await l.rest.close();

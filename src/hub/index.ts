@@ -109,6 +109,8 @@ export interface RunningHub {
   /** The dotenv lines the tutorial's tools read. */
   envFile(deviceId?: string): string;
   readonly connectedDevices: number;
+  /** Direct methods waiting for an answer or for their device to come online. */
+  readonly pendingMethods: number;
   stop(): Promise<void>;
 }
 
@@ -248,6 +250,8 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
 
   const listeners: Array<ReturnType<typeof createTlsListener>> = [];
   const close = async () => {
+    // Direct method calls waiting for devices are answered (503) before the connections drop.
+    await frontends?.closeMethods();
     await Promise.all(listeners.map((l) => l.close()));
     amqp.close();
     await frontends?.close();
@@ -357,6 +361,9 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
       ].join("\n"),
     get connectedDevices() {
       return frontends?.mqtt?.connectedCount ?? 0;
+    },
+    get pendingMethods() {
+      return frontends?.pendingMethods ?? 0;
     },
     stop: () => {
       stopped ??= close();

@@ -55,6 +55,14 @@ export const ERROR_CODES = {
   argumentInvalid: "ArgumentInvalid",
   iotHubUnauthorizedAccess: "IotHubUnauthorizedAccess",
   deviceNotFound: "DeviceNotFound",
+  /** Direct methods ("IoT Hub error codes": 404103, 504101, 503102, 403800, 502000, 400027, 503001). */
+  deviceNotOnline: "DeviceNotOnline",
+  gatewayTimeout: "GatewayTimeout",
+  deviceUnavailable: "DeviceUnavailable",
+  deviceMaximumInflightMethodExceeded: "DeviceMaximumInflightMethodExceeded",
+  genericBadGateway: "GenericBadGateway",
+  connectionForcefullyClosedOnNewConnection: "ConnectionForcefullyClosedOnNewConnection",
+  serviceUnavailable: "ServiceUnavailable",
   deviceAlreadyExists: "DeviceAlreadyExists",
   preconditionFailed: "PreconditionFailed",
   requestEntityTooLarge: "RequestEntityTooLarge",
@@ -90,6 +98,9 @@ export const TOPICS = {
   twinDesiredFilter: "$iothub/twin/PATCH/properties/desired/#",
   methodsFilter: "$iothub/methods/POST/#",
   methodsResponsePrefix: "$iothub/methods/res/",
+  methodsRequestPrefix: "$iothub/methods/POST/",
+  /** A direct method request: "`$iothub/methods/POST/{method name}/?$rid={request id}`" (direct methods doc). */
+  methodRequest: (methodName: string, rid: string) => `$iothub/methods/POST/${methodName}/?$rid=${rid}`,
   telemetryPrefix: (deviceId: string) => `devices/${deviceId}/messages/events/`,
   cloudToDeviceFilter: (deviceId: string) => `devices/${deviceId}/messages/devicebound/#`,
   twinResponse: (status: number, rid: string, version?: number) =>

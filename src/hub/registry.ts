@@ -330,7 +330,7 @@ export class DeviceRegistry implements TwinSource {
    */
   setSessionSubscription(
     deviceId: string,
-    which: "desiredSubscribed" | "twinResponsesSubscribed",
+    which: "desiredSubscribed" | "twinResponsesSubscribed" | "methodsSubscribed",
     subscribed: boolean,
   ): void {
     const current = this.devices.get(deviceId);

@@ -2,7 +2,7 @@ import { Agent, type AgentOptions, type RequestOptions } from "node:https";
 import type { Duplex } from "node:stream";
 import { rootCertificates } from "node:tls";
 import type { Client as DeviceClient } from "azure-iot-device";
-import type { Registry } from "azure-iothub";
+import type { Registry, Client as ServiceClient } from "azure-iothub";
 import type { DeviceConnectionString, ServiceConnectionString } from "../config/index.js";
 
 /**
@@ -18,7 +18,7 @@ import type { DeviceConnectionString, ServiceConnectionString } from "../config/
  * The SDKs are loaded on first use: importing them costs a few hundred milliseconds that `--help` should not pay.
  */
 
-export type { DeviceClient, Registry };
+export type { DeviceClient, Registry, ServiceClient };
 
 /** Splits `host:port` (as IoT Hub connection strings write it) into host and port. */
 export function splitHostPort(hostName: string): { host: string; port: number | undefined } {
@@ -84,9 +84,35 @@ export async function createRegistry(
   if (!needsAdapter(connection.hostName, ca)) {
     return { registry, adapted: false, close: () => {} };
   }
-  // The Registry keeps its REST client in a private field and, in its constructor, replaces the HTTP options
-  // with its own keep-alive agent; setting ours afterwards is what routes requests to host:port with our CA.
-  const restApiClient = (registry as unknown as { _restApiClient?: Partial<RestApiClientLike> })
+  return { registry, adapted: true, close: adaptRestClient(registry, ca) };
+}
+
+/**
+ * The service `Client` (direct methods: `invokeDeviceMethod`) for the service connection string, adapted like
+ * `createRegistry`. Its HTTPS side needs no `open()`; `close` releases the kept-alive connections.
+ */
+export async function createServiceClient(
+  connection: ServiceConnectionString,
+  ca?: string,
+): Promise<{ client: ServiceClient; adapted: boolean; close(): void }> {
+  const { default: iothub } = await import("azure-iothub");
+  const client = iothub.Client.fromConnectionString(connection.value);
+  if (!needsAdapter(connection.hostName, ca)) return { client, adapted: false, close: () => {} };
+  return { client, adapted: true, close: adaptRestClient(client, ca) };
+}
+
+/**
+ * Points an azure-iothub `Registry` or `Client` at `host:port`, also trusting `ca` when given; returns what
+ * releases its connections. Both keep their REST client in a private field and, in their constructors, replace
+ * its HTTP options with their own keep-alive agent; setting ours afterwards is what routes requests to
+ * host:port with our CA.
+ */
+export function adaptRestClient(
+  sdkClient: Registry | ServiceClient,
+  ca?: string,
+  agentOptions: AgentOptions = {},
+): () => void {
+  const restApiClient = (sdkClient as unknown as { _restApiClient?: Partial<RestApiClientLike> })
     ._restApiClient;
   if (typeof restApiClient?.setOptions !== "function") {
     throw new Error(
@@ -94,9 +120,9 @@ export async function createRegistry(
     );
   }
   const trusted = ca ? trustedCas(ca) : undefined;
-  const agent = new HostPortAgent(trusted ? { ca: trusted } : {});
+  const agent = new HostPortAgent(trusted ? { ...agentOptions, ca: trusted } : agentOptions);
   restApiClient.setOptions(trusted ? { http: { agent }, ca: trusted } : { http: { agent } });
-  return { registry, adapted: true, close: () => agent.destroy() };
+  return () => agent.destroy();
 }
 
 /** A device client over MQTT for the device connection string, also trusting `ca` when given. */

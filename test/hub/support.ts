@@ -1,12 +1,13 @@
 import { mkdtempSync, rmSync } from "node:fs";
+import type { AgentOptions } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client as DeviceClient, type Twin as DeviceTwin } from "azure-iot-device";
 import { Mqtt } from "azure-iot-device-mqtt";
-import { Registry } from "azure-iothub";
+import { Registry, Client as ServiceClient } from "azure-iothub";
 import { type HubOptions, type RunningHub, startHub } from "../../src/hub/index.js";
 import type { TwinDocument } from "../../src/hub/twin/types.js";
-import { HostPortAgent } from "../../src/sdk/index.js";
+import { adaptRestClient, HostPortAgent } from "../../src/sdk/index.js";
 
 /** A hub on a free port with a temporary data directory, removed by `cleanup`. */
 export async function startTestHub(
@@ -31,6 +32,16 @@ export function registryFor(connectionString: string, caPem: string): Registry {
     ca: caPem,
   });
   return registry;
+}
+
+/** The real SDK service Client (direct methods) through the product's adapter (src/sdk); `close` frees its agent. */
+export function serviceClientFor(
+  connectionString: string,
+  caPem: string,
+  agentOptions: AgentOptions = {},
+): { client: ServiceClient; close(): void } {
+  const client = ServiceClient.fromConnectionString(connectionString);
+  return { client, close: adaptRestClient(client, caPem, agentOptions) };
 }
 
 export async function connectDevice(connectionString: string, caPem: string): Promise<DeviceClient> {

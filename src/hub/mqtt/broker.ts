@@ -3,6 +3,8 @@ import { Aedes, type AuthenticateError, type Client } from "aedes";
 import type { Authorizer } from "../auth/authorizer.js";
 import { type DeviceVerdict, type LoginMethod, type RefusalKind, refused } from "../auth/verdict.js";
 import { perKeyLimit } from "../log.js";
+import type { DeviceChannel, MethodEvents } from "../methods/channel.js";
+import { createMqttMethods } from "../methods/mqtt.js";
 import { CONNACK, TOPICS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry.js";
 import { connectRefusal } from "../throttle/hooks.js";
@@ -40,6 +42,8 @@ export interface MqttFrontend {
   pushDesired(deviceId: string, patch: Record<string, unknown>, version: number): void;
   /** Drops the device's connection (disabled, deleted or re-keyed). */
   disconnect(deviceId: string): void;
+  /** Direct method requests to devices (methods/mqtt.ts). */
+  readonly methods: DeviceChannel;
   readonly connectedCount: number;
   close(): Promise<void>;
 }
@@ -60,6 +64,8 @@ export async function createMqttFrontend(opts: {
   /** Each device-to-cloud message; a returned promise delays the message's PUBACK until it settles. */
   onTelemetry?: (message: TelemetryMessage) => Promise<void> | undefined;
   throttle?: Throttle;
+  /** Where devices' method answers, subscriptions and disconnections are reported (methods/invoker.ts). */
+  methods?: MethodEvents;
 }): Promise<MqttFrontend> {
   const { registry, authorizer, log } = opts;
   const deviceLog = perKeyLimit(log);
@@ -78,6 +84,9 @@ export async function createMqttFrontend(opts: {
   const acks = createSubscribeAcks();
   const downstream = createDownstream(deviceLog);
   const twin = createTwinRequests({ registry, downstream, log: deviceLog, throttle: opts.throttle });
+  const methods = createMqttMethods({ clients, registry, downstream, events: opts.methods, log: deviceLog });
+  /** Connections being closed because a new one logged in with the same device ID (MQTT 3.1.1 §3.1.4). */
+  const replaced = new WeakSet<Client>();
 
   const failed = (where: string, client: Client | null, error: unknown) => {
     const line = `MQTT ${client?.id ?? "(no client id)"} ${where} failed: ${(error as Error)?.stack ?? error}`;
@@ -129,6 +138,8 @@ export async function createMqttFrontend(opts: {
       }
       if (result.ok) {
         loginExpiry.set(client, { at: result.expiresAt, method: result.method });
+        const previous = clients.get(client.id);
+        if (previous && previous !== client) replaced.add(previous);
         return done(null, true);
       }
       deviceLog(client.id, `MQTT ${client.id} connect refused: ${result.reason}`);
@@ -198,6 +209,7 @@ export async function createMqttFrontend(opts: {
             return;
           }
           case "methodResponse":
+            methods.handleResponse(client, packet.topic, packet.payload);
             return done(null);
           default:
             // Failing authorizePublish closes the connection, as IoT Hub does for a publish outside the device's topics.
@@ -241,6 +253,7 @@ export async function createMqttFrontend(opts: {
       if (!client.clean) return;
       registry.setSessionSubscription(client.id, "desiredSubscribed", false);
       registry.setSessionSubscription(client.id, "twinResponsesSubscribed", false);
+      registry.setSessionSubscription(client.id, "methodsSubscribed", false);
     }),
   );
   broker.on(
@@ -260,9 +273,23 @@ export async function createMqttFrontend(opts: {
             ? " (X.509 CA)"
             : "";
       deviceLog(client.id, `MQTT ${client.id} connected${how}`);
+      // A persistent session that subscribed on an earlier connection gets methods at once.
+      if (registry.find(client.id)?.methodsSubscribed) opts.methods?.available(client.id);
     }),
   );
   broker.on("subscribe", guarded("subscribe", acks.complete));
+  // The methods subscription counts once aedes has granted it (its SUBACK is written in the same turn), so no
+  // method request reaches the device before its SUBACK. (A SUBSCRIBE sent right after CONNECT can get here
+  // before "clientReady": the session flag is set either way, and clientReady reports it.)
+  broker.on(
+    "subscribe",
+    guarded("subscribe", (subs: Array<{ topic: string; qos: number }>, client: Client) => {
+      if (client.closed) return;
+      if (!subs.some((s) => s.topic === TOPICS.methodsFilter && s.qos !== 128)) return;
+      registry.setSessionSubscription(client.id, "methodsSubscribed", true);
+      opts.methods?.available(client.id);
+    }),
+  );
   // Explicit UNSUBSCRIBE, and the end of a clean session (aedes unsubscribes everything then).
   broker.on(
     "unsubscribe",
@@ -274,6 +301,7 @@ export async function createMqttFrontend(opts: {
           registry.setSessionSubscription(client.id, "desiredSubscribed", false);
         if (delivery === "twinResponses")
           registry.setSessionSubscription(client.id, "twinResponsesSubscribed", false);
+        if (delivery === "methods") registry.setSessionSubscription(client.id, "methodsSubscribed", false);
       }
     }),
   );
@@ -285,6 +313,7 @@ export async function createMqttFrontend(opts: {
       clients.delete(client.id);
       registry.setConnected(client.id, false);
       deviceLog(client.id, `MQTT ${client.id} disconnected`);
+      opts.methods?.gone(client.id, replaced.has(client) ? "replaced" : "disconnected");
     }),
   );
   // aedes reports some internal failures as "error" events; unheard, an "error" event would end the process.
@@ -314,6 +343,7 @@ export async function createMqttFrontend(opts: {
     disconnect(deviceId) {
       clients.get(deviceId)?.close();
     },
+    methods: methods.channel,
     get connectedCount() {
       return clients.size;
     },

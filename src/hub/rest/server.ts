@@ -3,6 +3,7 @@ import { createServer, type Server } from "node:http";
 import Fastify, { type FastifyInstance } from "fastify";
 import type { Authorizer } from "../auth/authorizer.js";
 import { errors, HubError } from "../errors.js";
+import type { MethodInvoker } from "../methods/invoker.js";
 import { API_VERSION, API_VERSIONS, HEADERS } from "../protocol.js";
 import { QueryError } from "../query/index.js";
 import type { DeviceRegistry } from "../registry.js";
@@ -10,6 +11,7 @@ import { restThrottleHook } from "../throttle/hooks.js";
 import type { Throttle } from "../throttle/index.js";
 import type { TwinSource } from "../twin/types.js";
 import { devicesRoutes } from "./devices.js";
+import { methodsRoutes } from "./methods.js";
 import { queryRoutes } from "./query.js";
 import { statisticsRoutes } from "./statistics.js";
 import { twinsRoutes } from "./twins.js";
@@ -25,6 +27,8 @@ export interface RestOptions {
   /** What queries read (default: the registry, always current; see consistency/delayed-source.ts). */
   querySource?: TwinSource;
   throttle?: Throttle;
+  /** Direct methods (methods/invoker.ts). */
+  methods: MethodInvoker;
 }
 
 /**
@@ -37,6 +41,7 @@ export async function createRestApi({
   log,
   querySource = registry,
   throttle,
+  methods,
 }: RestOptions): Promise<FastifyInstance<Server>> {
   const app = Fastify({
     bodyLimit: BODY_LIMIT,
@@ -96,6 +101,7 @@ export async function createRestApi({
   await app.register(twinsRoutes(registry));
   await app.register(queryRoutes(querySource));
   await app.register(statisticsRoutes(registry));
+  await app.register(methodsRoutes(registry, methods));
 
   await app.ready();
   return app;

@@ -38,6 +38,12 @@ export interface DeviceRecord {
    * subscribed to them, and the SDKs subscribe once per client, not once per connection.
    */
   twinResponsesSubscribed?: boolean;
+  /**
+   * Likewise for direct method requests (`$iothub/methods/POST/#`): IoT Hub sends a method only to a device that
+   * subscribed ("404103 DeviceNotOnline ... the direct method callback isn't registered on the device").
+   * Optional, like the two flags above, so records stored before direct methods existed need no migration.
+   */
+  methodsSubscribed?: boolean;
 }
 
 export interface TwinState {
