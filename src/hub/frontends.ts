@@ -17,6 +17,8 @@ interface Loaded {
   mqtt: MqttFrontend;
   rest: FastifyInstance<HttpServer>;
   unguardHttp: () => void;
+  /** Stops serving WebSocket upgrades (websocket/upgrade.ts). */
+  stopWebSockets: () => void;
 }
 
 /**
@@ -35,19 +37,29 @@ export function lazyFrontends(deps: {
   querySource?: RestOptions["querySource"];
   /** Each device-to-cloud message (see MqttFrontend): the Event Hubs-compatible endpoint's store. */
   onTelemetry?: (message: TelemetryMessage) => Promise<void> | undefined;
+  /** The AMQP server, for AMQP over WebSockets on the HTTPS side (websocket/). */
+  amqp?: (stream: Duplex) => void;
 }) {
   let loaded: Loaded | undefined;
   let loading: Promise<Loaded> | undefined;
   const load = () => {
     loading ??= (async () => {
-      const [{ createMqttFrontend }, { createRestApi }] = await Promise.all([
+      const [{ createMqttFrontend }, { createRestApi }, { serveWebSockets }] = await Promise.all([
         import("./mqtt/broker.js"),
         import("./rest/server.js"),
+        import("./websocket/upgrade.js"),
       ]);
       const { registry, authorizer, log, gate, throttle, querySource, onTelemetry } = deps;
       const mqtt = await createMqttFrontend({ registry, authorizer, log, throttle, onTelemetry });
       const rest = await createRestApi({ registry, authorizer, log, throttle, querySource });
-      loaded = { mqtt, rest, unguardHttp: guardHttpServer(rest.server, gate) };
+      // MQTT and AMQP over WebSockets: upgrades on the HTTPS side ("... over WebSocket on TCP port 443").
+      const stopWebSockets = serveWebSockets(
+        rest.server,
+        { mqtt: (stream, tls) => mqtt.handle(stream, tls), amqp: deps.amqp },
+        gate,
+        log,
+      );
+      loaded = { mqtt, rest, unguardHttp: guardHttpServer(rest.server, gate), stopWebSockets };
       return loaded;
     })();
     const attempt = loading;
@@ -80,6 +92,7 @@ export function lazyFrontends(deps: {
       clearTimeout(preload);
       const l = loaded ?? (await loading?.catch(() => undefined));
       if (!l) return;
+      l.stopWebSockets();
       await l.mqtt.close();
       l.unguardHttp();
       await l.rest.close();

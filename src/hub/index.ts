@@ -227,6 +227,8 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     throttle,
     querySource: delayed,
     onTelemetry: (m) => events.append(m),
+    // AMQP over WebSockets (called only on an upgrade, once the server below exists).
+    amqp: (stream) => amqp.handle(stream),
   });
   const { targets: deviceAndRestTargets } = frontends;
   // AMQP (rhea loads on the first AMQP connection, like the other front ends): $cbs and the built-in endpoint.
