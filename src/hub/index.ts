@@ -23,6 +23,7 @@ import { removeHolder, writeHolder } from "./store/lock.js";
 import { SqliteStore } from "./store/sqlite.js";
 import { createThrottle, type ThrottleLimits, TIERS, type Tier } from "./throttle/index.js";
 import { ensureCertificates } from "./tls/certs.js";
+import { amqpPortWebSockets } from "./websocket/amqp-port.js";
 
 export { DEV_POLICIES, TUTORIAL_DEVICE } from "./auth/credentials.js";
 
@@ -247,10 +248,17 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   });
   const amqpTargets = { amqp: (socket: import("node:stream").Duplex) => amqp.handle(socket) };
   const targets = { ...deviceAndRestTargets, ...amqpTargets };
+  // AMQP over WebSockets on the AMQP port too, where the Event Hubs connection string points (websocket/amqp-port.ts).
+  const amqpPortWs = amqpPortWebSockets({ amqp: amqpTargets.amqp, gate, log });
+  const amqpPortTargets = {
+    ...amqpTargets,
+    websocket: (socket: import("node:stream").Duplex) => amqpPortWs.handle(socket),
+  };
 
   const listeners: Array<ReturnType<typeof createTlsListener>> = [];
   const close = async () => {
     await Promise.all(listeners.map((l) => l.close()));
+    amqpPortWs.close();
     amqp.close();
     await frontends?.close();
     // Device-side changes still waiting for their group commit (the last disconnections) are kept.
@@ -283,7 +291,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     const wantedAmqp = options.standardPorts
       ? AMQP.standardPort
       : (options.amqpPort ?? (options.port === 0 ? 0 : ports[0] + 1));
-    const amqp4 = createTlsListener(certs, amqpTargets, gate, log);
+    const amqp4 = createTlsListener(certs, amqpPortTargets, gate, log);
     listeners.push(amqp4);
     let amqpBound: number;
     try {
@@ -296,7 +304,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
       log(`port ${wantedAmqp} is in use: AMQP listens on ${amqpBound} instead (--amqp-port to choose)`);
     }
     amqpPorts.push(amqpBound);
-    const amqp6 = createTlsListener(certs, amqpTargets, gate, log);
+    const amqp6 = createTlsListener(certs, amqpPortTargets, gate, log);
     try {
       await listen(amqp6.server, amqpBound, "::1");
       listeners.push(amqp6);
