@@ -135,6 +135,7 @@ export function serveWebSockets(
       });
       stream = lib.createWebSocketStream(webSocket);
       const s = stream;
+      batchWrites(s, webSocket);
       s.on("error", () => s.destroy());
       // The stream ends when the WebSocket closes; it must also be destroyed so the front ends see "close".
       webSocket.once("close", () => s.destroy());
@@ -164,6 +165,23 @@ export function serveWebSockets(
     server.off("upgrade", onUpgrade);
     for (const wss of servers.values()) wss.close();
     servers.clear();
+  };
+}
+
+/**
+ * One WebSocket message per flush instead of one per write. aedes and rhea write a packet in pieces (mqtt-packet
+ * writes header, topic and payload separately, corked until the next tick); over TLS the socket's `writev` sends
+ * them as one record, but ws's stream has no `writev`, so each piece became its own WebSocket frame and its own
+ * TLS record. With this, pieces written together (corked, or while an earlier send is still being written) go
+ * out as one binary message; MQTT and the AMQP WebSocket binding let a message carry partial or several packets
+ * or frames (MQTT 3.1.1 section 6.0: "A single WebSocket data frame can contain multiple or partial MQTT Control
+ * Packets").
+ */
+function batchWrites(stream: Duplex, webSocket: WebSocket): void {
+  (stream as Duplex & { _writev: Duplex["_writev"] })._writev = (chunks, callback) => {
+    if (webSocket.readyState !== webSocket.OPEN) return callback(new Error("WebSocket is not open"));
+    const buffers = chunks.map(({ chunk }) => (Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk)));
+    webSocket.send(buffers.length === 1 ? buffers[0] : Buffer.concat(buffers), { binary: true }, callback);
   };
 }
 
