@@ -92,7 +92,12 @@ export function serveWebSockets(
       const decision = routeUpgrade(request.url, offered, tls.localPort);
       if (!decision.ok) return refuse(socket, decision.reason, tls.remoteAddress);
       const target = decision.target;
-      if (!targets[target]) return refuse(socket, `${target} is not served here`, tls.remoteAddress);
+      if (!targets[target])
+        return refuse(
+          socket,
+          `${target.toUpperCase()} over WebSockets is not served on this port`,
+          tls.remoteAddress,
+        );
       (request as UpgradeRequest).chosenSubprotocol = decision.subprotocol;
       // The HTTP server's idle timer is for HTTP exchanges; from here on the protocol's own keep-alive rules.
       tls.setTimeout(0);

@@ -1,5 +1,6 @@
 import type { MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { MAX_AMQP_FRAME_BYTES } from "../../../src/hub/amqp/frame-guard.js";
 import { TUTORIAL_DEVICE } from "../../../src/hub/index.js";
 import { MAX_MQTT_PACKET_BYTES } from "../../../src/hub/mqtt/frame-guard.js";
 import { eventually, startTestHub } from "../support.js";
@@ -104,6 +105,17 @@ describe("WebSocket upgrades: routing, refusals and hostile clients", () => {
     announcing.send(Buffer.from([0x30, 0x80, 0x80, 0x40]));
     await closedWithin(announcing, 10_000);
     await eventually(() => lines.find((l) => l.includes("over the 327680 limit")), 10_000);
+    await stillServing(hub, clients);
+  });
+
+  it("closes an AMQP WebSocket whose message is over one frame's size (1009), and one announcing a huge frame", async () => {
+    const socket = await open("/$servicebus/websocket", ["AMQPWSB10"]);
+    socket.send(Buffer.alloc(MAX_AMQP_FRAME_BYTES + 1));
+    expect(await closedWithin(socket, 10_000)).toBe(1009);
+    // The AMQP header, then a frame header announcing 1 GB: the AMQP frame guard closes it, as over TLS.
+    const announcing = await open("/$servicebus/websocket", ["AMQPWSB10"]);
+    announcing.send(Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 1, 0, 0, 0x40, 0, 0, 0, 2, 0, 0, 0]));
+    await closedWithin(announcing, 10_000);
     await stillServing(hub, clients);
   });
 
