@@ -1,12 +1,10 @@
-import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { EventHubConsumerClient, type ReceivedEventData } from "@azure/event-hubs";
 import { Message } from "azure-iot-device";
 import rhea, { type Connection } from "rhea";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { makeToken } from "../../../src/hub/auth/sas.js";
-import { DEV_POLICIES, startHub } from "../../../src/hub/index.js";
+import { DEV_POLICIES } from "../../../src/hub/index.js";
 import { request } from "../amqp/support.js";
 import { connectDevice, startTestHub } from "../support.js";
 
@@ -141,36 +139,3 @@ function fetchStatus(port: number, caPem: string): Promise<number> {
     }, reject);
   });
 }
-
-describe("azure-iothub's service Client with the AmqpWs transport (--standard-ports: wss://localhost:443)", () => {
-  it("opens (AMQP over WebSockets to /$iothub/websocket, $cbs put-token) and closes", async (ctx) => {
-    let hub: Awaited<ReturnType<typeof startHub>>;
-    try {
-      hub = await startHub({ standardPorts: true, inMemory: true, quiet: true });
-    } catch (error) {
-      // Without the privilege to bind 443, 8883 and 5671, or with them taken, there is nothing to test here.
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === "EACCES" || code === "EADDRINUSE")
-        return ctx.skip(`cannot bind IoT Hub's ports (${code})`);
-      throw error;
-    }
-    try {
-      const child = spawn(process.execPath, [join(import.meta.dirname, "service-amqpws.cjs")], {
-        env: {
-          ...process.env,
-          IOTHUB_CONNECTION_STRING: hub.serviceConnectionString,
-          NODE_EXTRA_CA_CERTS: hub.caFile,
-        },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let out = "";
-      child.stdout.on("data", (d) => (out += d));
-      child.stderr.on("data", (d) => (out += d));
-      const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
-      expect(code, out).toBe(0);
-      expect(out).toContain("opened");
-    } finally {
-      await hub.stop();
-    }
-  }, 60_000);
-});
