@@ -132,7 +132,7 @@ describe("MQTT over WebSockets (wss://<host>/$iothub/websocket, subprotocol mqtt
 
   it("a SAS token's expiry ends the WebSocket connection, as it ends an MQTT/TLS one", async () => {
     const { key } = await newDevice("ws-expiry");
-    const expiry = Math.floor(Date.now() / 1000) + 3;
+    const expiry = Math.floor(Date.now() / 1000) + 6;
     const client = mqttWs(hub, "ws-expiry", key, {
       password: makeToken(key, `${hub.hostName}/devices/ws-expiry`, expiry),
     });
