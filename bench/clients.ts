@@ -1,7 +1,9 @@
 /** Client-side helpers: a Registry whose HTTP requests are counted, and raw MQTT devices for load. */
 import type { ClientRequest } from "node:http";
+import type { Duplex } from "node:stream";
 import iothub, { type Registry } from "azure-iothub";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import WebSocket, { createWebSocketStream } from "ws";
 import { makeToken } from "../src/hub/auth/sas.js";
 import { HostPortAgent } from "../src/sdk/index.js";
 
@@ -48,6 +50,26 @@ export interface DeviceTarget {
   key?: string;
   /** X.509 devices: the certificate and key each device presents in the TLS handshake (and no password). */
   certificateOf?: (deviceId: string) => { cert: string; key: string };
+  /**
+   * MQTT over WebSockets (`wss://localhost:<port>/$iothub/websocket`, subprotocol mqtt) instead of MQTT over TLS:
+   * "batched" sends each packet as one WebSocket message (as the TLS socket's writev sends it as one record),
+   * "mqtt.js" uses mqtt.js's own WebSocket stream (what azure-iot-device-mqtt's MqttWs uses), which sends every
+   * piece mqtt-packet writes (header, topic, payload) as a frame of its own.
+   */
+  websocket?: "batched" | "mqtt.js";
+}
+
+/** A WebSocket to the hub as a stream whose corked or queued writes go out as one binary message. */
+function batchedWebSocket(url: string, caPem: string): Duplex {
+  const socket = new WebSocket(url, ["mqtt"], { ca: caPem, perMessageDeflate: false });
+  const stream = createWebSocketStream(socket);
+  (stream as Duplex & { _writev: Duplex["_writev"] })._writev = (chunks, callback) => {
+    const send = () =>
+      socket.send(Buffer.concat(chunks.map(({ chunk }) => chunk as Buffer)), { binary: true }, callback);
+    if (socket.readyState === socket.CONNECTING) socket.once("open", send);
+    else send();
+  };
+  return stream;
 }
 
 /** One MQTT 3.1.1 connection over TLS as the device `deviceId` (IoT Hub's username and SAS password). */
@@ -78,7 +100,15 @@ export function connectDevice(target: DeviceTarget, deviceId: string): Promise<M
     );
   }
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect(options);
+    // Over WebSockets ws sets TCP_NODELAY on its socket itself.
+    const { host: _host, port: _port, protocol: _protocol, ...common } = options;
+    const url = `wss://localhost:${target.port}/$iothub/websocket`;
+    const client =
+      target.websocket === "mqtt.js"
+        ? mqtt.connect(url, common)
+        : target.websocket === "batched"
+          ? new mqtt.MqttClient(() => batchedWebSocket(url, target.caPem), common)
+          : mqtt.connect(options);
     const fail = (error: Error) => {
       client.end(true);
       reject(error);

@@ -20,13 +20,14 @@ import { scenarioMethods } from "./scenario-methods.js";
 import { scenarioQueries } from "./scenario-queries.js";
 import { scenarioStartup } from "./scenario-startup.js";
 import { scenarioTelemetry } from "./scenario-telemetry.js";
+import { scenarioWebSockets } from "./scenario-websockets.js";
 import { scenarioX509 } from "./scenario-x509.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
 const { values } = parseArgs({
   options: {
-    scenario: { type: "string", default: "1,2,3,4,5,6,7" },
+    scenario: { type: "string", default: "1,2,3,4,5,6,7,8" },
     quick: { type: "boolean", default: false },
     sizes: { type: "string" },
     devices: { type: "string" },
@@ -41,15 +42,16 @@ const { values } = parseArgs({
 
 if (values.help) {
   console.log(`npm run bench -- [options]
-  --scenario 1,...,7   scenarios to run (1 back-end at scale, 2 device side, 3 queries, 4 start-up/tutorial/RSS, 5 X.509 logins,
+  --scenario 1,...,8   scenarios to run (1 back-end at scale, 2 device side, 3 queries, 4 start-up/tutorial/RSS, 5 X.509 logins,
                        6 device-to-cloud telemetry read back through the Event Hubs-compatible endpoint,
-                       7 direct methods: service REST -> device over MQTT -> answer, 100 devices)
+                       7 direct methods: service REST -> device over MQTT -> answer, 100 devices,
+                       8 reported patches over MQTT over WebSockets vs MQTT over TLS)
   --quick              small sizes and fewer runs (a couple of minutes)
   --sizes a,b,c        scenario 1 registry sizes (default 100,1000,10000; quick 100,1000)
-  --devices a,b        scenarios 2 and 6 connected devices K (default 100,1000; quick 100,1000)
+  --devices a,b        scenarios 2, 6 and 8 connected devices K (default 100,1000; quick 100,1000)
   --twins n            scenario 3 twins (default 100000; quick 10000)
   --reps n             repeated runs per figure (default 3; quick 1)
-  --duration s         scenarios 2, 6 and 7 seconds per measurement (default 5; quick 2)
+  --duration s         scenarios 2, 6, 7 and 8 seconds per measurement (default 5; quick 2)
   --profile            write CPU profiles (node --cpu-prof) of the hub processes to a temporary directory
   --out file           where to write the results (default bench/results.json)`);
   process.exit(0);
@@ -144,6 +146,13 @@ await run(6, "device-to-cloud telemetry into an Event Hubs consumer vs a bare br
 await run(7, "direct methods: round trips through the hub (service REST -> device MQTT -> answer)", () =>
   scenarioMethods(
     { devices: 100, rate: 500, duration: options.duration, reps: options.reps, profileDir },
+    report,
+  ),
+);
+
+await run(8, "device side over MQTT over WebSockets vs MQTT over TLS", () =>
+  scenarioWebSockets(
+    { devices: options.devices, duration: options.duration, reps: options.reps, profileDir },
     report,
   ),
 );

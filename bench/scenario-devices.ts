@@ -42,7 +42,7 @@ interface LoadResult {
 }
 
 /** The hub's twin request/response: one pending map per client, keyed by $rid. */
-function hubSender(clients: MqttClient[]): Sender {
+export function hubSender(clients: MqttClient[]): Sender {
   const pending = clients.map(() => new Map<string, Ack>());
   const seq = clients.map(() => 0);
   const prefix = "$iothub/twin/res/";
@@ -163,7 +163,7 @@ const LOAD_UNITS = {
   serverCpuPerMessage: "us",
 } as const;
 
-async function measure(
+export async function measure(
   server: Server,
   clients: number,
   send: Sender,

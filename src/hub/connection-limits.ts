@@ -183,6 +183,12 @@ export class ConnectionGate {
     this.tickets.get(stream)?.activate();
   }
 
+  /** `to` runs over `from` (a WebSocket over the TLS connection): activating either activates the connection. */
+  share(from: object, to: object) {
+    const ticket = this.tickets.get(from);
+    if (ticket) this.tickets.set(to, ticket);
+  }
+
   private refused(socket: Socket, kind: "total" | "pending", reason: string) {
     const tally = this.refusals[kind];
     tally.count++;

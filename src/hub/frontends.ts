@@ -20,6 +20,8 @@ interface Loaded {
   methods: MethodInvoker;
   rest: FastifyInstance<HttpServer>;
   unguardHttp: () => void;
+  /** Stops serving WebSocket upgrades (websocket/upgrade.ts). */
+  stopWebSockets: () => void;
 }
 
 /**
@@ -38,14 +40,17 @@ export function lazyFrontends(deps: {
   querySource?: RestOptions["querySource"];
   /** Each device-to-cloud message (see MqttFrontend): the Event Hubs-compatible endpoint's store. */
   onTelemetry?: (message: TelemetryMessage) => Promise<void> | undefined;
+  /** The AMQP server, for AMQP over WebSockets on the HTTPS side (websocket/). */
+  amqp?: (stream: Duplex) => void;
 }) {
   let loaded: Loaded | undefined;
   let loading: Promise<Loaded> | undefined;
   const load = () => {
     loading ??= (async () => {
-      const [{ createMqttFrontend }, { createRestApi }] = await Promise.all([
+      const [{ createMqttFrontend }, { createRestApi }, { serveWebSockets }] = await Promise.all([
         import("./mqtt/broker.js"),
         import("./rest/server.js"),
+        import("./websocket/upgrade.js"),
       ]);
       const { registry, authorizer, log, gate, throttle, querySource, onTelemetry } = deps;
       // Direct methods: the REST side invokes, the MQTT side delivers and answers (methods/).
@@ -53,7 +58,14 @@ export function lazyFrontends(deps: {
       const mqtt = await createMqttFrontend({ registry, authorizer, log, throttle, onTelemetry, methods });
       methods.attach(mqtt.methods);
       const rest = await createRestApi({ registry, authorizer, log, throttle, querySource, methods });
-      loaded = { mqtt, methods, rest, unguardHttp: guardHttpServer(rest.server, gate) };
+      // MQTT and AMQP over WebSockets: upgrades on the HTTPS side ("... over WebSocket on TCP port 443").
+      const stopWebSockets = serveWebSockets(
+        rest.server,
+        { mqtt: (stream, tls) => mqtt.handle(stream, tls), amqp: deps.amqp },
+        gate,
+        log,
+      );
+      loaded = { mqtt, methods, rest, unguardHttp: guardHttpServer(rest.server, gate), stopWebSockets };
       return loaded;
     })();
     const attempt = loading;
@@ -98,6 +110,7 @@ export function lazyFrontends(deps: {
       const l = loaded ?? (await loading?.catch(() => undefined));
       if (!l) return;
       await l.methods.close();
+      l.stopWebSockets();
       await l.mqtt.close();
       l.unguardHttp();
       await l.rest.close();

@@ -23,6 +23,7 @@ import { removeHolder, writeHolder } from "./store/lock.js";
 import { SqliteStore } from "./store/sqlite.js";
 import { createThrottle, type ThrottleLimits, TIERS, type Tier } from "./throttle/index.js";
 import { ensureCertificates } from "./tls/certs.js";
+import { amqpPortWebSockets } from "./websocket/amqp-port.js";
 
 export { DEV_POLICIES, TUTORIAL_DEVICE } from "./auth/credentials.js";
 
@@ -229,6 +230,8 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     throttle,
     querySource: delayed,
     onTelemetry: (m) => events.append(m),
+    // AMQP over WebSockets (called only on an upgrade, once the server below exists).
+    amqp: (stream) => amqp.handle(stream),
   });
   const { targets: deviceAndRestTargets } = frontends;
   // AMQP (rhea loads on the first AMQP connection, like the other front ends): $cbs and the built-in endpoint.
@@ -247,12 +250,19 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   });
   const amqpTargets = { amqp: (socket: import("node:stream").Duplex) => amqp.handle(socket) };
   const targets = { ...deviceAndRestTargets, ...amqpTargets };
+  // AMQP over WebSockets on the AMQP port too, where the Event Hubs connection string points (websocket/amqp-port.ts).
+  const amqpPortWs = amqpPortWebSockets({ amqp: amqpTargets.amqp, gate, log });
+  const amqpPortTargets = {
+    ...amqpTargets,
+    websocket: (socket: import("node:stream").Duplex) => amqpPortWs.handle(socket),
+  };
 
   const listeners: Array<ReturnType<typeof createTlsListener>> = [];
   const close = async () => {
     // Direct method calls waiting for devices are answered (503) before the connections drop.
     await frontends?.closeMethods();
     await Promise.all(listeners.map((l) => l.close()));
+    amqpPortWs.close();
     amqp.close();
     await frontends?.close();
     // Device-side changes still waiting for their group commit (the last disconnections) are kept.
@@ -285,7 +295,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     const wantedAmqp = options.standardPorts
       ? AMQP.standardPort
       : (options.amqpPort ?? (options.port === 0 ? 0 : ports[0] + 1));
-    const amqp4 = createTlsListener(certs, amqpTargets, gate, log);
+    const amqp4 = createTlsListener(certs, amqpPortTargets, gate, log);
     listeners.push(amqp4);
     let amqpBound: number;
     try {
@@ -298,7 +308,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
       log(`port ${wantedAmqp} is in use: AMQP listens on ${amqpBound} instead (--amqp-port to choose)`);
     }
     amqpPorts.push(amqpBound);
-    const amqp6 = createTlsListener(certs, amqpTargets, gate, log);
+    const amqp6 = createTlsListener(certs, amqpPortTargets, gate, log);
     try {
       await listen(amqp6.server, amqpBound, "::1");
       listeners.push(amqp6);

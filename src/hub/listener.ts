@@ -17,10 +17,14 @@ export interface ProtocolTargets {
   amqp?: (stream: Duplex) => void;
 }
 
-/** The AMQP port's one target. */
+/** The AMQP port's targets: AMQP, and HTTP for AMQP over WebSockets (websocket/amqp-port.ts). */
 export interface AmqpTargets {
   amqp: (stream: Duplex) => void;
+  websocket?: (stream: Duplex) => void;
 }
+
+/** "G": a WebSocket handshake is a GET request (RFC 6455 section 4.1). */
+const HTTP_GET = 0x47;
 
 /** An AMQP connection begins with its protocol header "AMQP" (AMQP 1.0, section 2.2); no HTTP method does. */
 const isAmqpHeader = (chunk: Buffer) => chunk[0] === 0x41 && (chunk.length < 2 || chunk[1] === 0x4d);
@@ -113,9 +117,10 @@ export function createTlsListener(
         targets.amqp(socket);
         return;
       }
-      // The AMQP port serves AMQP only.
+      // The AMQP port serves AMQP, over TLS or over WebSockets.
       if (!("mqtt" in targets)) {
-        socket.destroy();
+        if (targets.websocket && chunk[0] === HTTP_GET) targets.websocket(socket);
+        else socket.destroy();
         return;
       }
       if (chunk[0] === MQTT_CONNECT) {

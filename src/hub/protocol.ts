@@ -155,3 +155,18 @@ export const AMQP = {
     argumentOutOfRange: "com.microsoft:argument-out-of-range",
   },
 } as const;
+
+/**
+ * WebSocket paths and subprotocols ("Communicate with an IoT hub using the MQTT protocol": "MQTT v3.1.1 over
+ * WebSocket on TCP port 443"; "Communicate with your IoT hub by using the AMQP Protocol": AMQP over WebSockets on
+ * port 443). The docs do not spell out the handshake; the SDKs send: azure-iot-device-mqtt's MqttWs
+ * `wss://<host>:443/$iothub/websocket` with subprotocol `mqtt` (MQTT 3.1.1 section 6.0: "mqtt" is the
+ * subprotocol of MQTT 3.1.1), azure-iothub's AmqpWs `wss://<host>:443/$iothub/websocket` with `AMQPWSB10`
+ * (the AMQP WebSocket Binding), @azure/event-hubs `wss://<host>:<port>/$servicebus/websocket` with `AMQPWSB10`.
+ */
+export const WEBSOCKET = {
+  iothubPath: "/$iothub/websocket",
+  servicebusPath: "/$servicebus/websocket",
+  mqttSubprotocol: "mqtt",
+  amqpSubprotocol: "AMQPWSB10",
+} as const;

@@ -8,8 +8,10 @@ import type { AmqpServer } from "./server.js";
  * and AMQP Claims-Based-Security"; the put-token message of the AMQP CBS draft). A request carries
  * `operation: put-token`, `type` (a SAS token type), `name` (the audience) and the token as body; a valid
  * token becomes a claim of the connection, which links on addresses under its audience then need.
- * Answers: 202 Accepted (as Event Hubs and IoT Hub answer), 401 for a token that does not hold, 400 for a
- * malformed request.
+ * Answers: 200 OK, 401 for a token that does not hold, 400 for a malformed request. 200, not 202: azure-iothub's
+ * CBS client (its common-amqp `amqp_cbs`) takes any other status-code as a failure and works against IoT Hub, so
+ * IoT Hub answers 200; @azure/event-hubs (core-amqp) accepts any 2xx. With 202 azure-iothub's `Client` over
+ * `Amqp` or `AmqpWs` could not open.
  */
 export function serveCbs(server: AmqpServer, authorizer: Authorizer, log: (line: string) => void): void {
   serveRequests(server, /^\/?\$cbs$/, (request, peer) => {
@@ -29,6 +31,6 @@ export function serveCbs(server: AmqpServer, authorizer: Authorizer, log: (line:
       return { status: 401, description: claim.reason };
     }
     peer.addClaim(claim);
-    return { status: 202, description: "Accepted" };
+    return { status: 200, description: "OK" };
   });
 }
