@@ -98,7 +98,7 @@ describe("the local-hub command", () => {
     }
   });
 
-  it("--standard-ports serves 443 and 8883 so unmodified SDK code works with HostName=localhost", async () => {
+  it("--standard-ports serves 443, 8883 and 5671 so unmodified SDK code works with HostName=localhost, over WebSockets too", async () => {
     const dir = tmp();
     const envFile = join(dir, ".env");
     const child = spawn(
@@ -133,6 +133,17 @@ describe("the local-hub command", () => {
       user.stderr?.on("data", (d) => (out += d));
       expect((await exitOf(user)).code, out).toBe(0);
       expect(JSON.parse(out)).toEqual({ serviceVersion: 1, reportedVersion: 1 });
+      // Over WebSockets only, in the same test so that no other test holds the standard ports meanwhile: the
+      // device with MqttWs (443) and azure-iothub's service Client with AmqpWs ($cbs over WebSockets).
+      const ws = spawn(process.execPath, [join(import.meta.dirname, "fixtures/unmodified-ws.cjs")], {
+        env: { ...process.env, ...env, NODE_EXTRA_CA_CERTS: env.IOTHUB_CA_FILE },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let wsOut = "";
+      ws.stdout?.on("data", (d) => (wsOut += d));
+      ws.stderr?.on("data", (d) => (wsOut += d));
+      expect((await exitOf(ws)).code, wsOut).toBe(0);
+      expect(JSON.parse(wsOut)).toEqual({ via: "MqttWs", reportedVersion: 2, serviceOpened: true });
     } finally {
       child.kill("SIGTERM");
       await exited;
