@@ -2,6 +2,7 @@ import type { Server as HttpServer } from "node:http";
 import type { Duplex } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import type { Authorizer } from "./auth/authorizer.js";
+import type { ChannelEvents } from "./c2d/channel.js";
 import { type ConnectionGate, guardHttpServer } from "./connection-limits.js";
 import type { ProtocolTargets } from "./listener.js";
 import type { MqttFrontend } from "./mqtt/broker.js";
@@ -35,6 +36,8 @@ export function lazyFrontends(deps: {
   querySource?: RestOptions["querySource"];
   /** Each device-to-cloud message (see MqttFrontend): the Event Hubs-compatible endpoint's store. */
   onTelemetry?: (message: TelemetryMessage) => Promise<void> | undefined;
+  /** Told when a device can take cloud-to-device messages (see MqttFrontend). */
+  cloudToDevice?: ChannelEvents;
 }) {
   let loaded: Loaded | undefined;
   let loading: Promise<Loaded> | undefined;
@@ -44,8 +47,15 @@ export function lazyFrontends(deps: {
         import("./mqtt/broker.js"),
         import("./rest/server.js"),
       ]);
-      const { registry, authorizer, log, gate, throttle, querySource, onTelemetry } = deps;
-      const mqtt = await createMqttFrontend({ registry, authorizer, log, throttle, onTelemetry });
+      const { registry, authorizer, log, gate, throttle, querySource, onTelemetry, cloudToDevice } = deps;
+      const mqtt = await createMqttFrontend({
+        registry,
+        authorizer,
+        log,
+        throttle,
+        onTelemetry,
+        cloudToDevice,
+      });
       const rest = await createRestApi({ registry, authorizer, log, throttle, querySource });
       loaded = { mqtt, rest, unguardHttp: guardHttpServer(rest.server, gate) };
       return loaded;

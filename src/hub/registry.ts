@@ -41,6 +41,8 @@ export class DeviceRegistry implements TwinSource {
   private uncommitted = new Map<string, DeviceRecord>();
   private commitWaiters: Array<(error?: Error) => void> = [];
   private commitScheduled = false;
+  /** Messages pending in a device's cloud-to-device queue (the twin's `cloudToDeviceMessageCount`); set by the hub. */
+  cloudToDeviceCount: (deviceId: string) => number = () => 0;
 
   constructor(
     private readonly store: Store,
@@ -249,7 +251,7 @@ export class DeviceRegistry implements TwinSource {
    */
   twin(deviceId: string): TwinDocument {
     this.commit();
-    return renderTwin(this.require(deviceId));
+    return renderTwin(this.require(deviceId), this.cloudToDeviceCount(deviceId));
   }
 
   /**
@@ -324,7 +326,7 @@ export class DeviceRegistry implements TwinSource {
    */
   setSessionSubscription(
     deviceId: string,
-    which: "desiredSubscribed" | "twinResponsesSubscribed",
+    which: "desiredSubscribed" | "twinResponsesSubscribed" | "cloudToDeviceSubscribed",
     subscribed: boolean,
   ): void {
     const current = this.devices.get(deviceId);
@@ -343,7 +345,7 @@ export class DeviceRegistry implements TwinSource {
     for (let i = ids.start; i < ids.list.length; i++) {
       // The id list can be stale if a device was deleted while a page was being walked.
       const record = this.devices.get(ids.list[i]);
-      if (record) yield renderTwin(record);
+      if (record) yield renderTwin(record, this.cloudToDeviceCount(record.deviceId));
     }
   }
 

@@ -2,6 +2,7 @@ import type { Duplex } from "node:stream";
 import { Aedes, type AuthenticateError, type Client } from "aedes";
 import type { Authorizer } from "../auth/authorizer.js";
 import { type DeviceVerdict, type LoginMethod, type RefusalKind, refused } from "../auth/verdict.js";
+import type { ChannelEvents, DeviceChannel } from "../c2d/channel.js";
 import { perKeyLimit } from "../log.js";
 import { CONNACK, TOPICS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry.js";
@@ -9,6 +10,7 @@ import { connectRefusal } from "../throttle/hooks.js";
 import type { Throttle } from "../throttle/index.js";
 import { presentedChain } from "../tls/peer.js";
 import { holdUntilConnack } from "./connect-gate.js";
+import { createDevicebound } from "./devicebound.js";
 import { createDownstream } from "./downstream.js";
 import { guardPacketSize, MAX_MQTT_PACKET_BYTES } from "./frame-guard.js";
 import { NO_FAN_OUT, withoutStoredRouting } from "./routing.js";
@@ -40,6 +42,8 @@ export interface MqttFrontend {
   pushDesired(deviceId: string, patch: Record<string, unknown>, version: number): void;
   /** Drops the device's connection (disabled, deleted or re-keyed). */
   disconnect(deviceId: string): void;
+  /** Cloud-to-device messages to connected, subscribed devices (devicebound.ts). */
+  readonly devicebound: DeviceChannel;
   readonly connectedCount: number;
   close(): Promise<void>;
 }
@@ -60,6 +64,8 @@ export async function createMqttFrontend(opts: {
   /** Each device-to-cloud message; a returned promise delays the message's PUBACK until it settles. */
   onTelemetry?: (message: TelemetryMessage) => Promise<void> | undefined;
   throttle?: Throttle;
+  /** Told when a device can take cloud-to-device messages (the hub's queue, c2d/queue.ts). */
+  cloudToDevice?: ChannelEvents;
 }): Promise<MqttFrontend> {
   const { registry, authorizer, log } = opts;
   const deviceLog = perKeyLimit(log);
@@ -144,6 +150,10 @@ export async function createMqttFrontend(opts: {
           registry.setSessionSubscription(client.id, "desiredSubscribed", true);
         if (delivery === "twinResponses")
           registry.setSessionSubscription(client.id, "twinResponsesSubscribed", true);
+        if (delivery === "cloudToDevice") {
+          registry.setSessionSubscription(client.id, "cloudToDeviceSubscribed", true);
+          devicebound.subscribed(client);
+        }
         if (delivery) return done(null, subscription);
         deviceLog(client.id, `MQTT ${client.id} subscribe refused: ${subscription.topic}`);
       } catch (error) {
@@ -221,6 +231,13 @@ export async function createMqttFrontend(opts: {
     },
   });
   withoutStoredRouting(broker);
+  const devicebound = createDevicebound({
+    broker,
+    clients,
+    registry,
+    downstream,
+    events: opts.cloudToDevice,
+  });
 
   const guarded =
     <A extends unknown[]>(where: string, handler: (...args: A) => void) =>
@@ -241,6 +258,7 @@ export async function createMqttFrontend(opts: {
       if (!client.clean) return;
       registry.setSessionSubscription(client.id, "desiredSubscribed", false);
       registry.setSessionSubscription(client.id, "twinResponsesSubscribed", false);
+      registry.setSessionSubscription(client.id, "cloudToDeviceSubscribed", false);
     }),
   );
   broker.on(
@@ -260,6 +278,7 @@ export async function createMqttFrontend(opts: {
             ? " (X.509 CA)"
             : "";
       deviceLog(client.id, `MQTT ${client.id} connected${how}`);
+      devicebound.connected(client);
     }),
   );
   broker.on("subscribe", guarded("subscribe", acks.complete));
@@ -274,6 +293,8 @@ export async function createMqttFrontend(opts: {
           registry.setSessionSubscription(client.id, "desiredSubscribed", false);
         if (delivery === "twinResponses")
           registry.setSessionSubscription(client.id, "twinResponsesSubscribed", false);
+        if (delivery === "cloudToDevice")
+          registry.setSessionSubscription(client.id, "cloudToDeviceSubscribed", false);
       }
     }),
   );
@@ -281,6 +302,7 @@ export async function createMqttFrontend(opts: {
     "clientDisconnect",
     guarded("disconnect", (client: Client) => {
       expiry.disarm(client);
+      devicebound.disconnected(client);
       if (clients.get(client.id) !== client) return;
       clients.delete(client.id);
       registry.setConnected(client.id, false);
@@ -314,6 +336,7 @@ export async function createMqttFrontend(opts: {
     disconnect(deviceId) {
       clients.get(deviceId)?.close();
     },
+    devicebound,
     get connectedCount() {
       return clients.size;
     },

@@ -38,6 +38,11 @@ export interface DeviceRecord {
    * subscribed to them, and the SDKs subscribe once per client, not once per connection.
    */
   twinResponsesSubscribed?: boolean;
+  /**
+   * Likewise for cloud-to-device messages (`devices/{id}/messages/devicebound/#`): "If the device connects with
+   * CleanSession flag set to 0, the subscription is persisted across different sessions" (the MQTT doc).
+   */
+  cloudToDeviceSubscribed?: boolean;
 }
 
 export interface TwinState {
@@ -60,8 +65,11 @@ export const NEVER = "0001-01-01T00:00:00Z";
 /** `authentication.type` values of the registry ("Service - Devices": AuthenticationMechanism.type). */
 export type AuthType = "sas" | "selfSigned" | "certificateAuthority";
 
-/** A device identity as the registry REST API returns it. */
-export function renderIdentity(r: DeviceRecord) {
+/**
+ * A device identity as the registry REST API returns it. `cloudToDeviceMessageCount`: the messages pending in its
+ * cloud-to-device queue.
+ */
+export function renderIdentity(r: DeviceRecord, cloudToDeviceMessageCount = 0) {
   const type = r.authType ?? "sas";
   const sas = type === "sas";
   return {
@@ -74,7 +82,7 @@ export function renderIdentity(r: DeviceRecord) {
     connectionStateUpdatedTime: r.connectionStateUpdatedTime,
     statusUpdatedTime: r.statusUpdatedTime,
     lastActivityTime: r.lastActivityTime,
-    cloudToDeviceMessageCount: 0,
+    cloudToDeviceMessageCount,
     authentication: {
       symmetricKey: { primaryKey: sas ? r.primaryKey : null, secondaryKey: sas ? r.secondaryKey : null },
       x509Thumbprint: {
