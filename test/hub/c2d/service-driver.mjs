@@ -14,6 +14,9 @@ const print = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const failure = (error) => ({
   name: error?.constructor?.name ?? "Error",
   message: String(error?.message ?? error),
+  // The SDK keeps what the hub answered on the error it raises.
+  cause: error?.amqpError?.constructor?.name,
+  condition: error?.amqpError?.condition,
 });
 
 function toMessage(m) {
@@ -21,6 +24,7 @@ function toMessage(m) {
   if (m.messageId !== undefined) message.messageId = m.messageId;
   if (m.correlationId !== undefined) message.correlationId = m.correlationId;
   if (m.ack !== undefined) message.ack = m.ack;
+  // Milliseconds since the epoch: the rhea inside azure-iothub encodes absolute-expiry-time from a number only.
   if (m.expiryTimeUtc !== undefined) message.expiryTimeUtc = m.expiryTimeUtc;
   if (m.contentType !== undefined) message.contentType = m.contentType;
   if (m.contentEncoding !== undefined) message.contentEncoding = m.contentEncoding;
@@ -59,6 +63,7 @@ async function run(command) {
         });
       });
       receiver.on("errorReceived", (error) => print({ feedbackError: failure(error) }));
+      receiver.on("error", (error) => print({ feedbackError: failure(error) }));
       return "attached";
     }
     case "close":

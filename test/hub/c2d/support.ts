@@ -18,7 +18,7 @@ export interface FeedbackRecord {
 export interface ServiceAnswer {
   ok: boolean;
   result?: unknown;
-  error?: { name: string; message: string };
+  error?: { name: string; message: string; cause?: string; condition?: string };
 }
 
 /** The unmodified azure-iothub service Client in a child process (service-driver.mjs) trusting the hub's CA. */
