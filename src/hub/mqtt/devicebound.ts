@@ -10,11 +10,20 @@ import type { createDownstream } from "./downstream.js";
  * hold its whole queue unacknowledged.
  */
 export const MAX_IN_FLIGHT = 50;
+/**
+ * Bytes of cloud-to-device messages handed to a connection and not yet written through: the next message waits
+ * for these (50 messages of 64 KB at once would otherwise pass the 1 MiB after which downstream.ts drops a
+ * device that does not read).
+ */
+export const MAX_UNSENT_C2D_BYTES = 256 * 1024;
 
 interface Session {
   /** Packet identifier -> what to call on its PUBACK. */
   inflight: Map<number, () => void>;
   nextId: number;
+  unsentBytes: number;
+  /** A send was refused for unsent bytes: tell the queue once they are written. */
+  waiting: boolean;
 }
 
 export interface MqttDevicebound extends DeviceChannel {
@@ -50,7 +59,7 @@ export function createDevicebound(opts: {
   const sessionOf = (client: Client): Session => {
     let s = sessions.get(client);
     if (!s) {
-      s = { inflight: new Map(), nextId: 1 };
+      s = { inflight: new Map(), nextId: 1, unsentBytes: 0, waiting: false };
       sessions.set(client, s);
     }
     return s;
@@ -75,11 +84,29 @@ export function createDevicebound(opts: {
     send(topic, body, acked) {
       const session = sessionOf(client);
       if (client.closed || session.inflight.size >= MAX_IN_FLIGHT) return false;
+      if (session.unsentBytes >= MAX_UNSENT_C2D_BYTES) {
+        session.waiting = true;
+        return false;
+      }
       let id = session.nextId;
       while (session.inflight.has(id)) id = id >= 65535 ? 1 : id + 1;
       session.nextId = id >= 65535 ? 1 : id + 1;
       session.inflight.set(id, acked);
-      downstream.send(client, topic, body, undefined, { messageId: id });
+      const bytes = body.length + topic.length;
+      session.unsentBytes += bytes;
+      downstream.send(
+        client,
+        topic,
+        body,
+        () => {
+          session.unsentBytes -= bytes;
+          if (session.waiting && session.unsentBytes < MAX_UNSENT_C2D_BYTES && !client.closed) {
+            session.waiting = false;
+            events?.ready(client.id);
+          }
+        },
+        { messageId: id },
+      );
       return true;
     },
   });

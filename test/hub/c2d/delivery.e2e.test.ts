@@ -189,6 +189,28 @@ describe("cloud-to-device delivery details", () => {
     expect(hub.cloudToDeviceDepth("c2d-window")).toBe(50);
   });
 
+  it("a full queue of 60 KB messages reaches a reading device without tripping its unread-bytes limit", async () => {
+    const key = await newDevice("c2d-large");
+    const sends = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        service.send("c2d-large", { data: `${i}:`.padEnd(60 * 1024, "x") }),
+      ),
+    );
+    expect(sends.every((s) => s.ok)).toBe(true);
+    const device = await rawDevice(hub, "c2d-large", key);
+    cleanups.push(() => drop(device.client));
+    let closed = false;
+    device.client.on("close", () => {
+      closed = true;
+    });
+    await eventually(() => (device.received.length === 50 ? true : undefined), 15_000);
+    expect(closed).toBe(false);
+    expect(device.received.map((r) => Number(r.payload.split(":")[0]))).toEqual(
+      Array.from({ length: 50 }, (_, i) => i),
+    );
+    await eventually(() => (hub.cloudToDeviceDepth("c2d-large") === 0 ? true : undefined));
+  });
+
   it("refuses a wrong key and a policy without ServiceConnect (UnauthorizedError)", async () => {
     const wrong = hub.serviceConnectionString.replace(
       /SharedAccessKey=[^;]+/,
