@@ -18,8 +18,9 @@ const S = "9 cloud-to-device";
 const KEY = Buffer.from("bench-scenario-9-device-key-0001").toString("base64");
 /** Sends awaiting "accepted" at once (well under 50 per device, IoT Hub's queue depth, for K >= 100). */
 const WINDOW = 200;
-/** Messages per device per run. */
+/** Messages per device per run, and at least MIN_MESSAGES per run (a shorter run measures its own ramp). */
 const PER_DEVICE = 20;
+const MIN_MESSAGES = 10_000;
 const SENDER = fileURLToPath(new URL("./c2d-sender-process.js", import.meta.url));
 
 export interface C2dOptions {
@@ -102,7 +103,7 @@ export async function scenarioC2d(options: C2dOptions, report: Report): Promise<
         for (let rep = -1; rep < options.reps; rep++) {
           run = rep + 2;
           latencies = [];
-          const count = k * (rep < 0 ? 2 : PER_DEVICE);
+          const count = rep < 0 ? k * 2 : Math.max(k * PER_DEVICE, MIN_MESSAGES);
           const started = performance.now();
           sender.send({ cmd: "send", deviceIds: ids, count, window: WINDOW, run });
           const sent = await next<{ accepted: number; refused: number; seconds: number }>(sender, "sent");
@@ -159,7 +160,7 @@ export async function scenarioC2d(options: C2dOptions, report: Report): Promise<
     );
     const lost = runs.reduce((sum, r) => sum + r.lost, 0);
     if (lost > 0) report.note(`scenario 9, K=${n}: ${lost} messages did not reach their device within 30 s`);
-    results[String(k)] = { window: WINDOW, perDevice: PER_DEVICE, runs };
+    results[String(k)] = { window: WINDOW, messages: Math.max(k * PER_DEVICE, MIN_MESSAGES), runs };
     console.log(
       `  K=${n}: delivered ${Math.round(delivered.median)}/s, accepted ${Math.round(runs[0]?.acceptedPerSecond ?? 0)}/s, ` +
         `send to receipt p50 ${runs[0]?.p50.toFixed(1)} ms p99 ${runs[0]?.p99.toFixed(1)} ms`,
