@@ -159,7 +159,7 @@ export class CloudToDeviceQueue implements ChannelEvents {
     this.closed = true;
     clearInterval(this.sweeper);
     for (const q of this.queues.values()) for (const e of q) clearTimeout(e.lockTimer);
-    this.store.flush();
+    this.store.close();
   }
 
   /** The device acknowledged: *Completed*, the message leaves the queue (feedback `Success` when asked for). */

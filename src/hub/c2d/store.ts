@@ -53,6 +53,7 @@ export class C2dStore {
   private readonly commitOps: (ops: Op[]) => void;
   private pending: Array<{ op: Op; resolve: () => void; reject: (e: Error) => void }> = [];
   private scheduled = false;
+  private closed = false;
   private nextSeq: number;
   private nextFeedbackSeq: number;
 
@@ -133,8 +134,13 @@ export class C2dStore {
     return this.selectBody.get(seq) as Buffer | undefined;
   }
 
-  /** Queues a change for the group commit; resolves once it is in the database. */
+  /**
+   * Queues a change for the group commit; resolves once it is in the database. After `close` (a device's
+   * acknowledgement arriving while the hub stops) nothing is written and the promise never settles: the message
+   * stays queued and is delivered again after the restart.
+   */
   write(op: Op): Promise<void> {
+    if (this.closed) return new Promise(() => {});
     return new Promise((resolve, reject) => {
       this.pending.push({ op, resolve, reject });
       if (!this.scheduled) {
@@ -144,7 +150,13 @@ export class C2dStore {
     });
   }
 
-  /** Commits what is queued now (also on close). */
+  /** Commits what is queued and takes no more writes (the hub is stopping). */
+  close(): void {
+    this.flush();
+    this.closed = true;
+  }
+
+  /** Commits what is queued now. */
   flush(): void {
     this.scheduled = false;
     const batch = this.pending;
