@@ -254,9 +254,15 @@ describe("cloud-to-device delivery details", () => {
 });
 
 describe("cloud-to-device messages across a hub restart", () => {
-  const dataDir = mkdtempSync(join(tmpdir(), "hub-c2d-"));
+  let dataDir = "";
   const start = (extra: HubOptions = {}) => startHub({ port: 0, dataDir, quiet: true, ...extra });
-  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+  // Made in beforeAll, not at collection: a run that filters this block out leaves nothing behind.
+  beforeAll(() => {
+    dataDir = mkdtempSync(join(tmpdir(), "hub-c2d-"));
+  });
+  afterAll(() => {
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
 
   it("keeps accepted messages and a persistent session's subscription: the device gets them after the restart without subscribing again", async () => {
     let hub = await start();
