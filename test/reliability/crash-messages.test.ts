@@ -20,8 +20,8 @@ import {
 /**
  * Crash safety of messages: while a device publishes QoS 1 telemetry (recording each PUBACK) and a service sends
  * cloud-to-device messages over AMQP (recording each "accepted") to a second device that receives and
- * acknowledges them, the hub (the built `local-hub` in a child process) is killed with SIGKILL at a random
- * moment, 10 times. After every kill, the database is opened as it was left: every PUBACK'd telemetry message is
+ * acknowledges them (online every other round, so queues are killed full as well as flowing), the hub (the built
+ * `local-hub` in a child process) is killed with SIGKILL at a random moment, 10 times. After every kill, the database is opened as it was left: every PUBACK'd telemetry message is
  * in the Event Hubs-compatible endpoint's store, and every accepted cloud-to-device message either reached the
  * device or is still in its queue. CRASH_SEED=<seed> replays a run.
  */
@@ -56,6 +56,8 @@ async function serviceConnection(h: HubProcess): Promise<Connection> {
     c.on("error", () => {});
   });
   await new Promise<void>((resolve, reject) => {
+    // The hub may be killed before it answers.
+    connection.once("disconnected", () => reject(new Error("disconnected before the put-token answer")));
     const receiver = connection.open_receiver({
       source: { address: "$cbs" },
       target: { address: "cbs-reply" },
@@ -173,18 +175,22 @@ describe("crash safety of messages: SIGKILL while telemetry and cloud-to-device 
         client.end(true);
       })();
 
-      // The receiving device: a persistent session that acknowledges everything it gets.
+      // The receiving device: a persistent session that acknowledges everything it gets, online in even rounds
+      // only, so in odd rounds its queue fills (up to 50; the rest is refused) and is killed with it.
       const receiving = (async () => {
+        if (round % 2 === 1) return;
         const login = await mqttLogin(h, "crash-c2d", deviceToken(h, "crash-c2d", key), { clean: false });
         if (!login.ok) return;
         const client = login.client;
+        // Listened for at once: the hub may be killed (and the connection close) before the SUBACK.
+        const closed = new Promise((r) => client.once("close", r));
         client.on("error", () => {});
         client.on("message", (topic) => {
           const mid = /%24\.mid=([^&]+)/.exec(topic)?.[1];
           if (mid) c2dReceived.add(decodeURIComponent(mid));
         });
         await subscribe(client, "devices/crash-c2d/messages/devicebound/#", 1).catch(() => {});
-        await new Promise((r) => client.once("close", r));
+        await closed;
       })();
 
       // The service: cloud-to-device messages over AMQP, each recorded once accepted.
@@ -221,6 +227,22 @@ describe("crash safety of messages: SIGKILL while telemetry and cloud-to-device 
       await Promise.all([telemetry, receiving, sending]);
     }
     check();
+    // One more start: the device takes what the last rounds left queued, so every accepted message arrives.
+    const last = await spawnHub(dataDir, envFile);
+    hub = last;
+    const login = await mqttLogin(last, "crash-c2d", deviceToken(last, "crash-c2d", key), { clean: false });
+    expect(login.ok).toBe(true);
+    if (login.ok) {
+      login.client.on("message", (topic) => {
+        const mid = /%24\.mid=([^&]+)/.exec(topic)?.[1];
+        if (mid) c2dReceived.add(decodeURIComponent(mid));
+      });
+      const until = Date.now() + 30_000;
+      while ([...c2dAccepted].some((id) => !c2dReceived.has(id)) && Date.now() < until) await sleep(50);
+      login.client.end(true);
+    }
+    expect([...c2dAccepted].filter((id) => !c2dReceived.has(id))).toEqual([]);
+    expect((await last.kill("SIGTERM")).code).toBe(0);
     expect(telemetryAcked.size).toBeGreaterThan(ROUNDS);
     expect(c2dAccepted.size).toBeGreaterThan(ROUNDS);
     console.log(
