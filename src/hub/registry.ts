@@ -326,12 +326,23 @@ export class DeviceRegistry implements TwinSource {
    */
   setSessionSubscription(
     deviceId: string,
-    which: "desiredSubscribed" | "twinResponsesSubscribed" | "cloudToDeviceSubscribed",
+    which: "desiredSubscribed" | "twinResponsesSubscribed",
     subscribed: boolean,
   ): void {
     const current = this.devices.get(deviceId);
     if (!current || (current[which] ?? false) === subscribed) return;
     this.saveGrouped({ ...current, [which]: subscribed });
+  }
+
+  /**
+   * The session's cloud-to-device subscription (see DeviceRecord.cloudToDeviceSubscribedAt): made at `now` unless
+   * the session already has it, or ended. Group-committed like setSessionSubscription.
+   */
+  setCloudToDeviceSubscription(deviceId: string, subscribed: boolean, now = Date.now()): void {
+    const current = this.devices.get(deviceId);
+    if (!current || (current.cloudToDeviceSubscribedAt !== undefined) === subscribed) return;
+    const { cloudToDeviceSubscribedAt: _ended, ...rest } = current;
+    this.saveGrouped(subscribed ? { ...current, cloudToDeviceSubscribedAt: now } : rest);
   }
 
   private ids(): string[] {

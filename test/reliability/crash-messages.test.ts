@@ -147,6 +147,13 @@ describe("crash safety of messages: SIGKILL while telemetry and cloud-to-device 
           });
           expect(res.status).toBe(200);
         }
+        // The receiving device subscribes once, with a persistent session, before any message is sent (a message
+        // sent before a device's first subscription is not for it).
+        const first = await mqttLogin(h, "crash-c2d", deviceToken(h, "crash-c2d", key), { clean: false });
+        if (!first.ok) throw new Error(first.reason);
+        await subscribe(first.client, "devices/crash-c2d/messages/devicebound/#", 1);
+        first.client.end(true);
+        await sleep(50);
       }
       let running = true;
 

@@ -11,6 +11,8 @@ export interface DeviceChannel {
 }
 
 export interface DeviceReceiver {
+  /** When the connection's session subscribed (ms since the epoch): older messages are not for it. */
+  readonly subscribedAt: number;
   /**
    * Sends one message (MQTT: a QoS 1 PUBLISH on `topic`). False when the connection takes no more now (its
    * in-flight limit); then the queue waits for `ChannelEvents.ready`. `acked` runs once when the device

@@ -40,7 +40,8 @@ interface Entry extends QueuedMessage {
  * increment": only an explicit abandon counts towards the max delivery count, and MQTT devices cannot abandon
  * ("Devices that connect over the MQTT protocol can't abandon cloud-to-device messages"), so over MQTT a message
  * goes round until it expires. "The IoT hub also sets a message to Dead lettered after its expiration time":
- * an expired message is never sent, and leaves the queue with feedback `Expired` when asked for.
+ * an expired message is never sent, and leaves the queue with feedback `Expired` when asked for. A message sent
+ * before the receiving session subscribed is rejected (see `ready`), with feedback `Rejected`.
  *
  * The queues and their order are kept in the database (store.ts); locks are not: after a restart every message
  * is Enqueued again (no connection survives a restart anyway).
@@ -130,6 +131,13 @@ export class CloudToDeviceQueue implements ChannelEvents {
         this.deadLetter(entry, "Expired", now);
         continue;
       }
+      // The device "receives cloud-to-device messages that were sent to it after the time of the subscription"
+      // (the MQTT doc); IoT Hub's MQTT gateway rejects an older message when a connection would get it
+      // (`TryMatchSubscription` compares the subscription's creation time with the message's).
+      if (entry.enqueued < receiver.subscribedAt) {
+        this.deadLetter(entry, "Rejected", now);
+        continue;
+      }
       const body = this.store.body(entry.seq);
       if (body === undefined) {
         // Gone from the database (it cannot be sent): drop it from memory as well.
@@ -181,11 +189,10 @@ export class CloudToDeviceQueue implements ChannelEvents {
   }
 
   /** *Dead lettered*: out of the queue, with feedback for `negative` and `full`. */
-  private deadLetter(entry: Entry, status: "Expired", now: number): void {
+  private deadLetter(entry: Entry, status: "Expired" | "Rejected", now: number): void {
     this.remove(entry);
-    this.log(
-      `cloud-to-device message ${entry.props.messageId ?? `#${entry.seq}`} to ${entry.device} expired`,
-    );
+    const why = status === "Expired" ? "expired" : "rejected: sent before the device subscribed";
+    this.log(`cloud-to-device message ${entry.props.messageId ?? `#${entry.seq}`} to ${entry.device} ${why}`);
     if (entry.ack === "negative" || entry.ack === "full") this.feedback.add(this.record(entry, status, now));
   }
 
@@ -194,7 +201,12 @@ export class CloudToDeviceQueue implements ChannelEvents {
       originalMessageId: entry.props.messageId ?? "",
       enqueuedTimeUtc: new Date(now).toISOString(),
       statusCode,
-      description: statusCode === "Expired" ? "Message Expired" : statusCode,
+      description:
+        statusCode === "Expired"
+          ? "Message Expired"
+          : statusCode === "Rejected"
+            ? "Message Rejected"
+            : statusCode,
       deviceId: entry.device,
       deviceGenerationId: this.generationIdOf(entry.device),
     };

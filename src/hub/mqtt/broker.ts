@@ -151,7 +151,7 @@ export async function createMqttFrontend(opts: {
         if (delivery === "twinResponses")
           registry.setSessionSubscription(client.id, "twinResponsesSubscribed", true);
         if (delivery === "cloudToDevice") {
-          registry.setSessionSubscription(client.id, "cloudToDeviceSubscribed", true);
+          registry.setCloudToDeviceSubscription(client.id, true);
           devicebound.subscribed(client);
         }
         if (delivery) return done(null, subscription);
@@ -258,7 +258,7 @@ export async function createMqttFrontend(opts: {
       if (!client.clean) return;
       registry.setSessionSubscription(client.id, "desiredSubscribed", false);
       registry.setSessionSubscription(client.id, "twinResponsesSubscribed", false);
-      registry.setSessionSubscription(client.id, "cloudToDeviceSubscribed", false);
+      registry.setCloudToDeviceSubscription(client.id, false);
     }),
   );
   broker.on(
@@ -293,8 +293,7 @@ export async function createMqttFrontend(opts: {
           registry.setSessionSubscription(client.id, "desiredSubscribed", false);
         if (delivery === "twinResponses")
           registry.setSessionSubscription(client.id, "twinResponsesSubscribed", false);
-        if (delivery === "cloudToDevice")
-          registry.setSessionSubscription(client.id, "cloudToDeviceSubscribed", false);
+        if (delivery === "cloudToDevice") registry.setCloudToDeviceSubscription(client.id, false);
       }
     }),
   );

@@ -80,7 +80,8 @@ export function createDevicebound(opts: {
     return packet;
   };
 
-  const receiverFor = (client: Client): DeviceReceiver => ({
+  const receiverFor = (client: Client, subscribedAt: number): DeviceReceiver => ({
+    subscribedAt,
     send(topic, body, acked) {
       const session = sessionOf(client);
       if (client.closed || session.inflight.size >= MAX_IN_FLIGHT) return false;
@@ -114,11 +115,12 @@ export function createDevicebound(opts: {
   return {
     receiver(deviceId) {
       const client = clients.get(deviceId);
-      if (!client || client.closed || !registry.find(deviceId)?.cloudToDeviceSubscribed) return undefined;
-      return receiverFor(client);
+      const subscribedAt = registry.find(deviceId)?.cloudToDeviceSubscribedAt;
+      if (!client || client.closed || subscribedAt === undefined) return undefined;
+      return receiverFor(client, subscribedAt);
     },
     connected(client) {
-      if (registry.find(client.id)?.cloudToDeviceSubscribed) events?.ready(client.id);
+      if (registry.find(client.id)?.cloudToDeviceSubscribedAt !== undefined) events?.ready(client.id);
     },
     subscribed(client) {
       // After the SUBACK is on its way, so the device sees it before the first message.

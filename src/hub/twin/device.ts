@@ -39,10 +39,12 @@ export interface DeviceRecord {
    */
   twinResponsesSubscribed?: boolean;
   /**
-   * Likewise for cloud-to-device messages (`devices/{id}/messages/devicebound/#`): "If the device connects with
-   * CleanSession flag set to 0, the subscription is persisted across different sessions" (the MQTT doc).
+   * Likewise for cloud-to-device messages (`devices/{id}/messages/devicebound/#`): when the session subscribed (ms
+   * since the epoch), absent when it has not. "If the device connects with CleanSession flag set to 0, the
+   * subscription is persisted across different sessions", and the device "receives cloud-to-device messages that
+   * were sent to it after the time of the subscription" (the MQTT doc): a repeated SUBSCRIBE keeps the time.
    */
-  cloudToDeviceSubscribed?: boolean;
+  cloudToDeviceSubscribedAt?: number;
 }
 
 export interface TwinState {

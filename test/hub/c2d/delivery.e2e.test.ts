@@ -170,35 +170,39 @@ describe("cloud-to-device delivery details", () => {
     expect(hub.cloudToDeviceDepth("c2d-redeliver")).toBe(0);
   });
 
-  it("a device holds up to 50 unacknowledged messages; a clean session gets nothing until it subscribes", async () => {
+  it("a clean session gets only what is sent after it subscribes; a device holds up to 50 unacknowledged messages", async () => {
     const key = await newDevice("c2d-window");
     const silent = await rawDevice(hub, "c2d-window", key, { ack: false, clean: true, subscribe: false });
     cleanups.push(() => drop(silent.client));
-    const sends = await Promise.all(
-      Array.from({ length: 50 }, (_, i) => service.send("c2d-window", { data: `w${i}` })),
-    );
-    expect(sends.every((s) => s.ok)).toBe(true);
+    expect((await service.send("c2d-window", { data: "before" })).ok).toBe(true);
     await new Promise((r) => setTimeout(r, 200));
     expect(silent.received).toHaveLength(0);
     await new Promise<void>((resolve) =>
       silent.client.subscribe("devices/c2d-window/messages/devicebound/#", { qos: 1 }, () => resolve()),
     );
+    // The message from before the subscription is dead-lettered, not delivered.
+    await eventually(() => (hub.cloudToDeviceDepth("c2d-window") === 0 ? true : undefined));
+    const sends = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => service.send("c2d-window", { data: `w${i}` })),
+    );
+    expect(sends.every((s) => s.ok)).toBe(true);
     // (Locks time out after 1.5 s here and the messages come again: only the first 50 are looked at.)
     await eventually(() => (silent.received.length >= 50 ? true : undefined));
     expect(new Set(silent.received.slice(0, 50).map((r) => r.payload)).size).toBe(50);
+    expect(silent.received.some((r) => r.payload === "before")).toBe(false);
     expect(hub.cloudToDeviceDepth("c2d-window")).toBe(50);
   });
 
   it("a full queue of 60 KB messages reaches a reading device without tripping its unread-bytes limit", async () => {
     const key = await newDevice("c2d-large");
+    const device = await rawDevice(hub, "c2d-large", key);
+    cleanups.push(() => drop(device.client));
     const sends = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
         service.send("c2d-large", { data: `${i}:`.padEnd(60 * 1024, "x") }),
       ),
     );
     expect(sends.every((s) => s.ok)).toBe(true);
-    const device = await rawDevice(hub, "c2d-large", key);
-    cleanups.push(() => drop(device.client));
     let closed = false;
     device.client.on("close", () => {
       closed = true;

@@ -60,8 +60,11 @@ describe("cloud-to-device messages: the unmodified azure-iothub Client to azure-
     expect((await twinOf(registry, "c2d-basic")).cloudToDeviceMessageCount).toBe(0);
   });
 
-  it("keeps messages for an offline device (the twin counts them) and delivers them in order once it subscribes", async () => {
+  it("keeps messages for a device that went offline (the twin counts them) and delivers them in order when it is back", async () => {
     const cs = await newDevice("c2d-offline");
+    // The SDK subscribes once, with a persistent session (CleanSession=0): the subscription outlives the connection.
+    const first = await receivingDevice(cs, hub.caPem);
+    await first.client.close();
     for (let i = 0; i < 3; i++) expect((await service.send("c2d-offline", { data: `m${i}` })).ok).toBe(true);
     expect((await twinOf(registry, "c2d-offline")).cloudToDeviceMessageCount).toBe(3);
     const identity = await registry.get("c2d-offline");
@@ -71,6 +74,30 @@ describe("cloud-to-device messages: the unmodified azure-iothub Client to azure-
     await eventually(() => (d.messages.length === 3 ? true : undefined));
     expect(d.messages.map((m: Message) => m.getData().toString())).toEqual(["m0", "m1", "m2"]);
     await eventually(() => (hub.cloudToDeviceDepth("c2d-offline") === 0 ? true : undefined));
+  });
+
+  it("a message sent before the device ever subscribed is not delivered: it is rejected when the device subscribes", async () => {
+    const cs = await newDevice("c2d-early");
+    const before = service.records().length;
+    expect(
+      (await service.send("c2d-early", { data: "early", messageId: "early-1", ack: "negative" })).ok,
+    ).toBe(true);
+    expect(hub.cloudToDeviceDepth("c2d-early")).toBe(1);
+    const d = await receivingDevice(cs, hub.caPem);
+    devices.push(d.client);
+    const records = (await service.waitRecords(before + 1)).slice(before);
+    expect(records).toEqual([
+      expect.objectContaining({
+        originalMessageId: "early-1",
+        statusCode: "Rejected",
+        deviceId: "c2d-early",
+      }),
+    ]);
+    expect(hub.cloudToDeviceDepth("c2d-early")).toBe(0);
+    // Messages sent after the subscription arrive.
+    expect((await service.send("c2d-early", { data: "late" })).ok).toBe(true);
+    await eventually(() => (d.messages.length === 1 ? true : undefined));
+    expect(d.messages[0].getData().toString()).toBe("late");
   });
 
   it("ack=positive and ack=full give Success feedback on completion; none and negative give none", async () => {
