@@ -97,5 +97,12 @@ export async function receivingDevice(
     client.complete(msg, () => {});
   });
   await client.open();
+  // The listener makes the SDK subscribe, but open() does not wait for the SUBACK; a message sent before the
+  // hub has the subscription would not be for the device. Enabling C2D again resolves on a SUBACK.
+  await new Promise<void>((resolve, reject) =>
+    (client as unknown as { _enableC2D(cb: (e?: Error) => void): void })._enableC2D((e) =>
+      e ? reject(e) : resolve(),
+    ),
+  );
   return { client, messages };
 }
