@@ -38,6 +38,7 @@ export function serveCloudToDevice(opts: {
   log: (line: string) => void;
 }): void {
   const { server, queue, feedback, deviceExists, log } = opts;
+  const announced = new WeakSet<object>();
 
   server.route(new RegExp(`^${escapeRegExp(AMQP.deviceboundNode)}$`, "i"), {
     incoming(receiver, { peer, address }) {
@@ -48,7 +49,11 @@ export function serveCloudToDevice(opts: {
       }
       peer.keepAuthorized(receiver, address, "ServiceConnect");
       settleManually(receiver);
-      log(`AMQP ${peer.id} sends cloud-to-device messages as ${granted.name}`);
+      // Once per connection: azure-iothub may attach a link per concurrent send until its first one is open.
+      if (!announced.has(peer)) {
+        announced.add(peer);
+        log(`AMQP ${peer.id} sends cloud-to-device messages as ${granted.name}`);
+      }
       receiver.on("message", (ctx: EventContext) => {
         const delivery = ctx.delivery as Delivery;
         const reject = (condition: string, description: string) => {
