@@ -49,6 +49,14 @@ export function serveCloudToDevice(opts: {
       }
       peer.keepAuthorized(receiver, address, "ServiceConnect");
       settleManually(receiver);
+      capDeliveries(receiver, MAX_DELIVERY_BYTES, () => {
+        log(`AMQP ${peer.id} link to ${address} closed: a message of more than ${MAX_DELIVERY_BYTES} bytes`);
+        refuse(
+          receiver,
+          AMQP.errors.messageSizeExceeded,
+          `cloud-to-device messages are at most ${MAX_MESSAGE_BYTES} bytes`,
+        );
+      });
       // Once per connection: azure-iothub may attach a link per concurrent send until its first one is open.
       if (!announced.has(peer)) {
         announced.add(peer);
@@ -134,6 +142,44 @@ export function serveCloudToDevice(opts: {
       peer.keepAuthorized(sender, address, "ServiceConnect");
       log(`AMQP ${peer.id} reads cloud-to-device feedback as ${granted.name}`);
       feedback.attach(sender, peer);
+    },
+  });
+}
+
+/**
+ * The most bytes of one encoded message the hub assembles: well above a 64 KB message with its properties (which
+ * is refused with a rejected outcome after it arrives), far below what would weigh on the hub's memory.
+ */
+const MAX_DELIVERY_BYTES = 1024 * 1024;
+
+/**
+ * rhea assembles a message sent over many transfer frames in memory before any event, without a bound. Past
+ * `limit` bytes this link is refused (`over`) and the rest of that message is dropped as it arrives; what rhea
+ * then assembles does not decode, which ends the connection (a protocol error), so nothing of it is kept.
+ */
+function capDeliveries(receiver: Receiver, limit: number, over: () => void): void {
+  let current: { frames?: Buffer[] } | undefined;
+  let refused = false;
+  Object.defineProperty(receiver, "_incomplete", {
+    configurable: true,
+    get: () => current,
+    set: (delivery: { frames?: Buffer[] } | undefined) => {
+      current = delivery;
+      const frames = delivery?.frames;
+      if (!Array.isArray(frames) || Object.hasOwn(frames, "push")) return;
+      let bytes = frames.reduce((n, f) => n + (f?.length ?? 0), 0);
+      const push = frames.push.bind(frames);
+      Object.defineProperty(frames, "push", {
+        value: (...items: Buffer[]) => {
+          for (const f of items) bytes += f?.length ?? 0;
+          if (bytes <= limit) return push(...items);
+          if (!refused) {
+            refused = true;
+            over();
+          }
+          return frames.length;
+        },
+      });
     },
   });
 }

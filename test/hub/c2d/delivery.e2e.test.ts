@@ -215,6 +215,51 @@ describe("cloud-to-device delivery details", () => {
     await eventually(() => (hub.cloudToDeviceDepth("c2d-large") === 0 ? true : undefined));
   });
 
+  it("stops assembling a message sent over many frames once it passes 1 MiB, and keeps serving", async () => {
+    await newDevice("c2d-huge");
+    const owner = DEV_POLICIES.find((p) => p.name === "iothubowner")!;
+    const connect = async () => {
+      const connection = await amqpConnect(hub);
+      cleanups.push(async () => connection.close());
+      const put = await request(connection, "$cbs", {
+        body: makeToken(owner.primaryKey, hub.hostName, Math.floor(Date.now() / 1000) + 3600, "iothubowner"),
+        application_properties: {
+          operation: "put-token",
+          type: "servicebus.windows.net:sastoken",
+          name: hub.hostName,
+        },
+      });
+      expect(put.application_properties?.["status-code"]).toBe(200);
+      return connection;
+    };
+    const huge = await connect();
+    const outcome = await new Promise<string>((resolve) => {
+      const sender = huge.open_sender({ target: { address: "/messages/devicebound" } });
+      sender.on("sender_close", (ctx) =>
+        resolve(String((ctx.sender.error as { condition?: string })?.condition)),
+      );
+      sender.on("accepted", () => resolve("accepted"));
+      sender.on("rejected", () => resolve("rejected"));
+      huge.on("disconnected", () => resolve("disconnected"));
+      sender.once("sendable", () =>
+        sender.send({ to: "/devices/c2d-huge/messages/devicebound", body: Buffer.alloc(3 * 1024 * 1024, 1) }),
+      );
+    });
+    expect(["amqp:link:message-size-exceeded", "disconnected"]).toContain(outcome);
+    expect(hub.cloudToDeviceDepth("c2d-huge")).toBe(0);
+    const again = await connect();
+    const accepted = await new Promise<boolean>((resolve) => {
+      const sender = again.open_sender({ target: { address: "/messages/devicebound" } });
+      sender.on("accepted", () => resolve(true));
+      sender.on("rejected", () => resolve(false));
+      sender.once("sendable", () =>
+        sender.send({ to: "/devices/c2d-huge/messages/devicebound", body: "small" }),
+      );
+    });
+    expect(accepted).toBe(true);
+    expect(hub.cloudToDeviceDepth("c2d-huge")).toBe(1);
+  });
+
   it("refuses a wrong key and a policy without ServiceConnect (UnauthorizedError)", async () => {
     const wrong = hub.serviceConnectionString.replace(
       /SharedAccessKey=[^;]+/,
