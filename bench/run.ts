@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { Report } from "./report.js";
 import { scenarioBackend } from "./scenario-backend.js";
+import { scenarioC2d } from "./scenario-c2d.js";
 import { scenarioDevices } from "./scenario-devices.js";
 import { scenarioMethods } from "./scenario-methods.js";
 import { scenarioQueries } from "./scenario-queries.js";
@@ -27,7 +28,7 @@ const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
 const { values } = parseArgs({
   options: {
-    scenario: { type: "string", default: "1,2,3,4,5,6,7,8" },
+    scenario: { type: "string", default: "1,2,3,4,5,6,7,8,9" },
     quick: { type: "boolean", default: false },
     sizes: { type: "string" },
     devices: { type: "string" },
@@ -42,13 +43,14 @@ const { values } = parseArgs({
 
 if (values.help) {
   console.log(`npm run bench -- [options]
-  --scenario 1,...,8   scenarios to run (1 back-end at scale, 2 device side, 3 queries, 4 start-up/tutorial/RSS, 5 X.509 logins,
+  --scenario 1,...,9   scenarios to run (1 back-end at scale, 2 device side, 3 queries, 4 start-up/tutorial/RSS, 5 X.509 logins,
                        6 device-to-cloud telemetry read back through the Event Hubs-compatible endpoint,
                        7 direct methods: service REST -> device over MQTT -> answer, 100 devices,
-                       8 reported patches over MQTT over WebSockets vs MQTT over TLS)
+                       8 reported patches over MQTT over WebSockets vs MQTT over TLS,
+                       9 cloud-to-device messages from the service client to MQTT devices)
   --quick              small sizes and fewer runs (a couple of minutes)
   --sizes a,b,c        scenario 1 registry sizes (default 100,1000,10000; quick 100,1000)
-  --devices a,b        scenarios 2, 6 and 8 connected devices K (default 100,1000; quick 100,1000)
+  --devices a,b        scenarios 2, 6 and 8 connected devices K (default 100,1000; quick 100,1000); scenario 9: 1000 (quick 100)
   --twins n            scenario 3 twins (default 100000; quick 10000)
   --reps n             repeated runs per figure (default 3; quick 1)
   --duration s         scenarios 2, 6, 7 and 8 seconds per measurement (default 5; quick 2)
@@ -153,6 +155,13 @@ await run(7, "direct methods: round trips through the hub (service REST -> devic
 await run(8, "device side over MQTT over WebSockets vs MQTT over TLS", () =>
   scenarioWebSockets(
     { devices: options.devices, duration: options.duration, reps: options.reps, profileDir },
+    report,
+  ),
+);
+
+await run(9, "cloud-to-device messages from the service client to MQTT devices", () =>
+  scenarioC2d(
+    { devices: values.devices ? options.devices : [quick ? 100 : 1000], reps: options.reps },
     report,
   ),
 );

@@ -2,6 +2,7 @@ import type { Server as HttpServer } from "node:http";
 import type { Duplex } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import type { Authorizer } from "./auth/authorizer.js";
+import type { ChannelEvents } from "./c2d/channel.js";
 import { type ConnectionGate, guardHttpServer } from "./connection-limits.js";
 import type { ProtocolTargets } from "./listener.js";
 import { perKeyLimit } from "./log.js";
@@ -42,6 +43,8 @@ export function lazyFrontends(deps: {
   onTelemetry?: (message: TelemetryMessage) => Promise<void> | undefined;
   /** The AMQP server, for AMQP over WebSockets on the HTTPS side (websocket/). */
   amqp?: (stream: Duplex) => void;
+  /** Told when a device can take cloud-to-device messages (see MqttFrontend). */
+  cloudToDevice?: ChannelEvents;
 }) {
   let loaded: Loaded | undefined;
   let loading: Promise<Loaded> | undefined;
@@ -52,10 +55,18 @@ export function lazyFrontends(deps: {
         import("./rest/server.js"),
         import("./websocket/upgrade.js"),
       ]);
-      const { registry, authorizer, log, gate, throttle, querySource, onTelemetry } = deps;
+      const { registry, authorizer, log, gate, throttle, querySource, onTelemetry, cloudToDevice } = deps;
       // Direct methods: the REST side invokes, the MQTT side delivers and answers (methods/).
       const methods = new MethodInvoker(perKeyLimit(log));
-      const mqtt = await createMqttFrontend({ registry, authorizer, log, throttle, onTelemetry, methods });
+      const mqtt = await createMqttFrontend({
+        registry,
+        authorizer,
+        log,
+        throttle,
+        onTelemetry,
+        methods,
+        cloudToDevice,
+      });
       methods.attach(mqtt.methods);
       const rest = await createRestApi({ registry, authorizer, log, throttle, querySource, methods });
       // MQTT and AMQP over WebSockets: upgrades on the HTTPS side ("... over WebSocket on TCP port 443").

@@ -9,6 +9,10 @@ import { type AmqpServer, createAmqpServer } from "./amqp/server.js";
 import { Authorizer } from "./auth/authorizer.js";
 import { DEV_POLICIES, type SharedAccessPolicy, TUTORIAL_DEVICE } from "./auth/credentials.js";
 import { parseCaCertificates } from "./auth/x509.js";
+import { serveCloudToDevice } from "./c2d/endpoint.js";
+import { FeedbackQueue } from "./c2d/feedback.js";
+import { CloudToDeviceQueue, type QueueOptions } from "./c2d/queue.js";
+import { C2dStore } from "./c2d/store.js";
 import { ConnectionGate, type ConnectionLimits, resolveLimits } from "./connection-limits.js";
 import { DelayedTwinSource } from "./consistency/delayed-source.js";
 import { serveEvents } from "./events/endpoint.js";
@@ -83,6 +87,11 @@ export interface HubOptions {
   quiet?: boolean;
   /** Connection caps and timeouts (see connection-limits.ts for the defaults and why). */
   limits?: Partial<ConnectionLimits>;
+  /**
+   * Cloud-to-device timings, for tests: a lock timeout shorter than IoT Hub's fixed minute, the default time to
+   * live (IoT Hub's default: one hour), the feedback batching interval (IoT Hub: 15 s).
+   */
+  cloudToDevice?: QueueOptions & { feedbackIntervalMs?: number };
 }
 
 export type PolicyName = "iothubowner" | "service" | "registryRead" | "registryReadWrite" | "device";
@@ -107,6 +116,8 @@ export interface RunningHub {
   serviceConnectionString: string;
   connectionStringFor(policy: PolicyName | string): string;
   deviceConnectionString(deviceId?: string): string;
+  /** Cloud-to-device messages pending in the device's queue. */
+  cloudToDeviceDepth(deviceId: string): number;
   /** The dotenv lines the tutorial's tools read. */
   envFile(deviceId?: string): string;
   readonly connectedDevices: number;
@@ -165,9 +176,14 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   // Hooks are wired after both sides exist: the registry tells MQTT about desired changes and revocations.
   let frontends: ReturnType<typeof lazyFrontends> | undefined;
   let delayed: DelayedTwinSource | undefined;
+  let c2d: CloudToDeviceQueue | undefined;
   const registry = new DeviceRegistry(store, {
     desiredChanged: (id, patch, version) => frontends?.mqtt?.pushDesired(id, patch, version),
-    deviceRevoked: (id) => frontends?.mqtt?.disconnect(id),
+    deviceRevoked: (id) => {
+      frontends?.mqtt?.disconnect(id);
+      // Deleted (not only disabled or re-keyed): its cloud-to-device queue and unread feedback go with it.
+      if (!registry.find(id)) c2d?.purgeDevice(id);
+    },
     recordChanged: (id, before) => delayed?.recordChanged(id, before),
   });
   if (queryDelayMs > 0) delayed = new DelayedTwinSource(registry, queryDelayMs);
@@ -222,6 +238,24 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     retentionHours: options.retentionHours ?? DEFAULT_RETENTION_HOURS,
     generationIdOf: (id) => registry.find(id)?.generationId ?? "",
   });
+  // Cloud-to-device messages: durable per-device queues and feedback (c2d/), reaching devices through the MQTT
+  // front end once it is loaded.
+  const c2dStore = new C2dStore(store.database);
+  const feedback = new FeedbackQueue(c2dStore, {
+    hubName: name.split(".")[0],
+    intervalMs: options.cloudToDevice?.feedbackIntervalMs,
+    log,
+  });
+  const queue = new CloudToDeviceQueue(
+    c2dStore,
+    feedback,
+    () => frontends?.mqtt?.devicebound,
+    (id) => registry.find(id)?.generationId ?? "",
+    log,
+    options.cloudToDevice,
+  );
+  c2d = queue;
+  registry.cloudToDeviceCount = (id) => queue.depth(id);
   frontends = lazyFrontends({
     registry,
     authorizer,
@@ -232,6 +266,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     onTelemetry: (m) => events.append(m),
     // AMQP over WebSockets (called only on an upgrade, once the server below exists).
     amqp: (stream) => amqp.handle(stream),
+    cloudToDevice: queue,
   });
   const { targets: deviceAndRestTargets } = frontends;
   // AMQP (rhea loads on the first AMQP connection, like the other front ends): $cbs and the built-in endpoint.
@@ -248,6 +283,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     createdAt: new Date(),
     log,
   });
+  serveCloudToDevice({ server: amqp, queue, feedback, deviceExists: (id) => !!registry.find(id), log });
   const amqpTargets = { amqp: (socket: import("node:stream").Duplex) => amqp.handle(socket) };
   const targets = { ...deviceAndRestTargets, ...amqpTargets };
   // AMQP over WebSockets on the AMQP port too, where the Event Hubs connection string points (websocket/amqp-port.ts).
@@ -268,6 +304,8 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     // Device-side changes still waiting for their group commit (the last disconnections) are kept.
     registry.commit();
     events.close();
+    queue.close();
+    feedback.close();
     // The note goes before the lock: once the lock is free, the note may already be the next hub's.
     if (dataDir) removeHolder(dataDir);
     store.close();
@@ -360,6 +398,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     serviceConnectionString: connectionStringFor(owner.name),
     connectionStringFor,
     deviceConnectionString,
+    cloudToDeviceDepth: (id) => queue.depth(id),
     envFile: (deviceId = TUTORIAL_DEVICE.deviceId) =>
       [
         `IOTHUB_CONNECTION_STRING=${connectionStringFor(owner.name)}`,

@@ -103,6 +103,7 @@ export const TOPICS = {
   methodRequest: (methodName: string, rid: string) => `$iothub/methods/POST/${methodName}/?$rid=${rid}`,
   telemetryPrefix: (deviceId: string) => `devices/${deviceId}/messages/events/`,
   cloudToDeviceFilter: (deviceId: string) => `devices/${deviceId}/messages/devicebound/#`,
+  cloudToDevicePrefix: (deviceId: string) => `devices/${deviceId}/messages/devicebound/`,
   twinResponse: (status: number, rid: string, version?: number) =>
     `$iothub/twin/res/${status}/?$rid=${rid}${version === undefined ? "" : `&$version=${version}`}`,
   desiredUpdate: (version: number) => `$iothub/twin/PATCH/properties/desired/?$version=${version}`,
@@ -153,7 +154,19 @@ export const AMQP = {
     stolen: "amqp:link:stolen",
     argument: "com.microsoft:argument-error",
     argumentOutOfRange: "com.microsoft:argument-out-of-range",
+    /** azure-iothub maps it to MessageTooLargeError. */
+    messageSizeExceeded: "amqp:link:message-size-exceeded",
   },
+  /**
+   * Cloud-to-device endpoints ("IoT Hub endpoints", service endpoints): the service sends on
+   * `/messages/devicebound` (each message's `to` naming the device) and reads feedback from
+   * `/messages/serviceBound/feedback` (azure-iothub's spelling; IoT Hub compares it case-insensitively).
+   */
+  deviceboundNode: "/messages/devicebound",
+  feedbackNode: "/messages/servicebound/feedback",
+  /** The feedback message's content type ("Send cloud-to-device messages from an IoT hub", message feedback). */
+  feedbackContentType: "application/vnd.microsoft.iothub.feedback.json",
+  ackProperty: "iothub-ack",
 } as const;
 
 /**

@@ -41,6 +41,8 @@ export class DeviceRegistry implements TwinSource {
   private uncommitted = new Map<string, DeviceRecord>();
   private commitWaiters: Array<(error?: Error) => void> = [];
   private commitScheduled = false;
+  /** Messages pending in a device's cloud-to-device queue (the twin's `cloudToDeviceMessageCount`); set by the hub. */
+  cloudToDeviceCount: (deviceId: string) => number = () => 0;
 
   constructor(
     private readonly store: Store,
@@ -255,7 +257,7 @@ export class DeviceRegistry implements TwinSource {
    */
   twin(deviceId: string): TwinDocument {
     this.commit();
-    return renderTwin(this.require(deviceId));
+    return renderTwin(this.require(deviceId), this.cloudToDeviceCount(deviceId));
   }
 
   /**
@@ -338,6 +340,17 @@ export class DeviceRegistry implements TwinSource {
     this.saveGrouped({ ...current, [which]: subscribed });
   }
 
+  /**
+   * The session's cloud-to-device subscription (see DeviceRecord.cloudToDeviceSubscribedAt): made at `now` unless
+   * the session already has it, or ended. Group-committed like setSessionSubscription.
+   */
+  setCloudToDeviceSubscription(deviceId: string, subscribed: boolean, now = Date.now()): void {
+    const current = this.devices.get(deviceId);
+    if (!current || (current.cloudToDeviceSubscribedAt !== undefined) === subscribed) return;
+    const { cloudToDeviceSubscribedAt: _ended, ...rest } = current;
+    this.saveGrouped(subscribed ? { ...current, cloudToDeviceSubscribedAt: now } : rest);
+  }
+
   private ids(): string[] {
     if (!this.sortedIds) this.sortedIds = [...this.devices.keys()].sort(compareIds);
     return this.sortedIds;
@@ -349,7 +362,7 @@ export class DeviceRegistry implements TwinSource {
     for (let i = ids.start; i < ids.list.length; i++) {
       // The id list can be stale if a device was deleted while a page was being walked.
       const record = this.devices.get(ids.list[i]);
-      if (record) yield renderTwin(record);
+      if (record) yield renderTwin(record, this.cloudToDeviceCount(record.deviceId));
     }
   }
 

@@ -8,10 +8,8 @@ import type { AmqpServer } from "./server.js";
  * and AMQP Claims-Based-Security"; the put-token message of the AMQP CBS draft). A request carries
  * `operation: put-token`, `type` (a SAS token type), `name` (the audience) and the token as body; a valid
  * token becomes a claim of the connection, which links on addresses under its audience then need.
- * Answers: 200 OK, 401 for a token that does not hold, 400 for a malformed request. 200, not 202: azure-iothub's
- * CBS client (its common-amqp `amqp_cbs`) takes any other status-code as a failure and works against IoT Hub, so
- * IoT Hub answers 200; @azure/event-hubs (core-amqp) accepts any 2xx. With 202 azure-iothub's `Client` over
- * `Amqp` or `AmqpWs` could not open.
+ * Answers: 200 OK for IoT Hub audiences, 202 Accepted for Event Hubs ones (see below), 401 for a token that
+ * does not hold, 400 for a malformed request.
  */
 export function serveCbs(server: AmqpServer, authorizer: Authorizer, log: (line: string) => void): void {
   serveRequests(server, /^\/?\$cbs$/, (request, peer) => {
@@ -31,6 +29,10 @@ export function serveCbs(server: AmqpServer, authorizer: Authorizer, log: (line:
       return { status: 401, description: claim.reason };
     }
     peer.addClaim(claim);
-    return { status: 200, description: "OK" };
+    // IoT Hub answers 200 OK (azure-iothub's and azure-iot-device-amqp's CBS client treat any other status as a
+    // failure: "status-code !== 200"); the Event Hubs-compatible endpoint, whose clients put tokens for
+    // `sb://<host>/<entity>` audiences, answers 202 Accepted as Event Hubs does (its clients take any 2xx).
+    const eventHubs = typeof props.name === "string" && /^sb:\/\//i.test(props.name);
+    return eventHubs ? { status: 202, description: "Accepted" } : { status: 200, description: "OK" };
   });
 }

@@ -149,6 +149,8 @@ export function createAmqpServer(opts: {
     const id = `amqp-${nextId++}`;
     const claims = new Map<string, Claim>();
     const waiting = new Set<() => void>();
+    /** keepAuthorized's timers of this connection's links, stopped when the connection closes. */
+    const linkTimers = new Set<() => void>();
     const peer: AmqpPeer = {
       id,
       backlogged: () => stream.writableLength > MAX_UNSENT_BYTES,
@@ -195,9 +197,14 @@ export function createAmqpServer(opts: {
           timer.unref();
         };
         check();
-        const stop = () => clearTimeout(timer);
+        // One socket listener for all links (azure-iothub may attach hundreds of sender links at once: one per
+        // send until its first link is open), so none piles up on the socket.
+        const stop = () => {
+          clearTimeout(timer);
+          linkTimers.delete(stop);
+        };
         link.once(link.is_sender() ? "sender_close" : "receiver_close", stop);
-        stream.once("close", stop);
+        linkTimers.add(stop);
       },
     };
 
@@ -228,6 +235,7 @@ export function createAmqpServer(opts: {
     stream.once("close", () => {
       connections.delete(connection);
       waiting.clear();
+      for (const stop of [...linkTimers]) stop();
     });
     stream.on("drain", () => {
       const resumes = [...waiting];

@@ -2,6 +2,7 @@ import type { Duplex } from "node:stream";
 import { Aedes, type AuthenticateError, type Client } from "aedes";
 import type { Authorizer } from "../auth/authorizer.js";
 import { type DeviceVerdict, type LoginMethod, type RefusalKind, refused } from "../auth/verdict.js";
+import type { ChannelEvents, DeviceChannel } from "../c2d/channel.js";
 import { perKeyLimit } from "../log.js";
 import type { DeviceChannel, MethodEvents } from "../methods/channel.js";
 import { createMqttMethods } from "../methods/mqtt.js";
@@ -11,6 +12,7 @@ import { connectRefusal } from "../throttle/hooks.js";
 import type { Throttle } from "../throttle/index.js";
 import { presentedChain } from "../tls/peer.js";
 import { holdUntilConnack } from "./connect-gate.js";
+import { createDevicebound } from "./devicebound.js";
 import { createDownstream } from "./downstream.js";
 import { guardPacketSize, MAX_MQTT_PACKET_BYTES } from "./frame-guard.js";
 import { NO_FAN_OUT, withoutRouting } from "./routing.js";
@@ -44,6 +46,8 @@ export interface MqttFrontend {
   disconnect(deviceId: string): void;
   /** Direct method requests to devices (methods/mqtt.ts). */
   readonly methods: DeviceChannel;
+  /** Cloud-to-device messages to connected, subscribed devices (devicebound.ts). */
+  readonly devicebound: DeviceChannel;
   readonly connectedCount: number;
   close(): Promise<void>;
 }
@@ -66,6 +70,8 @@ export async function createMqttFrontend(opts: {
   throttle?: Throttle;
   /** Where devices' method answers, subscriptions and disconnections are reported (methods/invoker.ts). */
   methods?: MethodEvents;
+  /** Told when a device can take cloud-to-device messages (the hub's queue, c2d/queue.ts). */
+  cloudToDevice?: ChannelEvents;
 }): Promise<MqttFrontend> {
   const { registry, authorizer, log } = opts;
   const deviceLog = perKeyLimit(log);
@@ -155,6 +161,10 @@ export async function createMqttFrontend(opts: {
           registry.setSessionSubscription(client.id, "desiredSubscribed", true);
         if (delivery === "twinResponses")
           registry.setSessionSubscription(client.id, "twinResponsesSubscribed", true);
+        if (delivery === "cloudToDevice") {
+          registry.setCloudToDeviceSubscription(client.id, true);
+          devicebound.subscribed(client);
+        }
         if (delivery) return done(null, subscription);
         deviceLog(client.id, `MQTT ${client.id} subscribe refused: ${subscription.topic}`);
       } catch (error) {
@@ -233,6 +243,13 @@ export async function createMqttFrontend(opts: {
     },
   });
   withoutRouting(broker);
+  const devicebound = createDevicebound({
+    broker,
+    clients,
+    registry,
+    downstream,
+    events: opts.cloudToDevice,
+  });
 
   const guarded =
     <A extends unknown[]>(where: string, handler: (...args: A) => void) =>
@@ -254,6 +271,7 @@ export async function createMqttFrontend(opts: {
       registry.setSessionSubscription(client.id, "desiredSubscribed", false);
       registry.setSessionSubscription(client.id, "twinResponsesSubscribed", false);
       registry.setSessionSubscription(client.id, "methodsSubscribed", false);
+      registry.setCloudToDeviceSubscription(client.id, false);
     }),
   );
   broker.on(
@@ -275,6 +293,7 @@ export async function createMqttFrontend(opts: {
       deviceLog(client.id, `MQTT ${client.id} connected${how}`);
       // A persistent session that subscribed on an earlier connection gets methods at once.
       if (registry.find(client.id)?.methodsSubscribed) opts.methods?.available(client.id);
+      devicebound.connected(client);
     }),
   );
   broker.on("subscribe", guarded("subscribe", acks.complete));
@@ -302,6 +321,7 @@ export async function createMqttFrontend(opts: {
         if (delivery === "twinResponses")
           registry.setSessionSubscription(client.id, "twinResponsesSubscribed", false);
         if (delivery === "methods") registry.setSessionSubscription(client.id, "methodsSubscribed", false);
+        if (delivery === "cloudToDevice") registry.setCloudToDeviceSubscription(client.id, false);
       }
     }),
   );
@@ -309,6 +329,7 @@ export async function createMqttFrontend(opts: {
     "clientDisconnect",
     guarded("disconnect", (client: Client) => {
       expiry.disarm(client);
+      devicebound.disconnected(client);
       if (clients.get(client.id) !== client) return;
       clients.delete(client.id);
       registry.setConnected(client.id, false);
@@ -344,6 +365,7 @@ export async function createMqttFrontend(opts: {
       clients.get(deviceId)?.close();
     },
     methods: methods.channel,
+    devicebound,
     get connectedCount() {
       return clients.size;
     },

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { parseBulk, runBulk } from "../bulk.js";
 import { errors } from "../errors.js";
 import type { DeviceRegistry, IdentityInput } from "../registry.js";
-import { renderIdentity } from "../twin/device.js";
+import { type DeviceRecord, renderIdentity } from "../twin/device.js";
 import { type IdParams, ifMatchOf, NEEDS, unquoteEtag } from "./wire.js";
 
 /** `GET /devices?top=` bounds: "top: Maximum number of device identities returned; default and maximum 1000". */
@@ -11,9 +11,10 @@ const MAX_TOP = 1000;
 
 /** Identity registry routes ("Service - Devices" and "Service - Bulk Registry" REST reference, 2021-04-12). */
 export function devicesRoutes(registry: DeviceRegistry) {
+  const identity = (r: DeviceRecord) => renderIdentity(r, registry.cloudToDeviceCount(r.deviceId));
   return async (app: FastifyInstance) => {
     app.get<IdParams>("/devices/:id", NEEDS.registryRead, async (req) =>
-      renderIdentity(registry.require(req.params.id)),
+      identity(registry.require(req.params.id)),
     );
     // "Create Or Update Identity": without If-Match the device must not exist yet; with it, it is updated.
     app.put<IdParams>("/devices/:id", NEEDS.registryWrite, async (req) => {
@@ -23,7 +24,7 @@ export function devicesRoutes(registry: DeviceRegistry) {
         ifMatch !== undefined
           ? registry.update(req.params.id, body, ifMatch)
           : registry.create(req.params.id, body);
-      return renderIdentity(record);
+      return identity(record);
     });
     app.delete<IdParams>("/devices/:id", NEEDS.registryWrite, async (req, reply) => {
       registry.delete(req.params.id, ifMatchOf(req) ?? "*");
@@ -33,7 +34,7 @@ export function devicesRoutes(registry: DeviceRegistry) {
       const top = req.query.top === undefined ? DEFAULT_TOP : Number(req.query.top);
       if (!Number.isInteger(top) || top < 1 || top > MAX_TOP)
         throw errors.badRequest(`top must be a whole number from 1 to ${MAX_TOP}`);
-      return registry.list(top).map(renderIdentity);
+      return registry.list(top).map(identity);
     });
     // "Bulk Registry - Update Registry": per-device results in a BulkRegistryOperationResult (see bulk.ts).
     app.post("/devices", NEEDS.registryWrite, async (req) =>

@@ -42,6 +42,28 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX events_by_time ON events (enqueued);
     `,
   },
+  {
+    version: 3,
+    description:
+      "cloud-to-device: each device's queue of pending messages, and the feedback records not yet read",
+    sql: `
+      CREATE TABLE c2d_messages (
+        seq INTEGER PRIMARY KEY,
+        device TEXT NOT NULL,
+        enqueued INTEGER NOT NULL,
+        expires INTEGER NOT NULL,
+        ack TEXT NOT NULL,
+        props TEXT NOT NULL,
+        body BLOB NOT NULL
+      );
+      CREATE INDEX c2d_messages_by_device ON c2d_messages (device, seq);
+      CREATE TABLE c2d_feedback (
+        seq INTEGER PRIMARY KEY,
+        created INTEGER NOT NULL,
+        record TEXT NOT NULL
+      );
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

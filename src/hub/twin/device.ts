@@ -44,6 +44,13 @@ export interface DeviceRecord {
    * Optional, like the two flags above, so records stored before direct methods existed need no migration.
    */
   methodsSubscribed?: boolean;
+  /**
+   * Likewise for cloud-to-device messages (`devices/{id}/messages/devicebound/#`): when the session subscribed (ms
+   * since the epoch), absent when it has not. "If the device connects with CleanSession flag set to 0, the
+   * subscription is persisted across different sessions", and the device "receives cloud-to-device messages that
+   * were sent to it after the time of the subscription" (the MQTT doc): a repeated SUBSCRIBE keeps the time.
+   */
+  cloudToDeviceSubscribedAt?: number;
 }
 
 export interface TwinState {
@@ -66,8 +73,11 @@ export const NEVER = "0001-01-01T00:00:00Z";
 /** `authentication.type` values of the registry ("Service - Devices": AuthenticationMechanism.type). */
 export type AuthType = "sas" | "selfSigned" | "certificateAuthority";
 
-/** A device identity as the registry REST API returns it. */
-export function renderIdentity(r: DeviceRecord) {
+/**
+ * A device identity as the registry REST API returns it. `cloudToDeviceMessageCount`: the messages pending in its
+ * cloud-to-device queue.
+ */
+export function renderIdentity(r: DeviceRecord, cloudToDeviceMessageCount = 0) {
   const type = r.authType ?? "sas";
   const sas = type === "sas";
   return {
@@ -80,7 +90,7 @@ export function renderIdentity(r: DeviceRecord) {
     connectionStateUpdatedTime: r.connectionStateUpdatedTime,
     statusUpdatedTime: r.statusUpdatedTime,
     lastActivityTime: r.lastActivityTime,
-    cloudToDeviceMessageCount: 0,
+    cloudToDeviceMessageCount,
     authentication: {
       symmetricKey: { primaryKey: sas ? r.primaryKey : null, secondaryKey: sas ? r.secondaryKey : null },
       x509Thumbprint: {

@@ -329,7 +329,7 @@ const NOT_EDGE = Object.freeze({ iotEdge: false });
  * it cheap enough (about 0.3 µs) to render on every read rather than keep a second copy of every twin.
  * Treat it as read-only.
  */
-export function renderTwin(r: DeviceRecord): TwinDocument {
+export function renderTwin(r: DeviceRecord, cloudToDeviceMessageCount = 0): TwinDocument {
   return {
     deviceId: r.deviceId,
     etag: twinEtag(r.twin.version),
@@ -338,7 +338,7 @@ export function renderTwin(r: DeviceRecord): TwinDocument {
     statusUpdateTime: r.statusUpdatedTime,
     connectionState: r.connectionState,
     lastActivityTime: r.lastActivityTime,
-    cloudToDeviceMessageCount: 0,
+    cloudToDeviceMessageCount,
     authenticationType: r.authType ?? "sas",
     x509Thumbprint:
       r.primaryThumbprint || r.secondaryThumbprint

@@ -53,7 +53,7 @@ describe("$cbs put-token", () => {
     }
   });
 
-  it("is also served on the HTTPS/MQTT port, where azure-iothub connects AMQP (amqps://<HostName>)", async () => {
+  it("is also served on the HTTPS/MQTT port, where azure-iothub connects AMQP (amqps://<HostName>); IoT Hub audiences get 200", async () => {
     const connection = await amqpConnect({ ...hub, amqpPort: hub.port });
     try {
       const audience = `localhost:${hub.port}`;
