@@ -2,7 +2,7 @@
  * How cloud-to-device messaging reaches devices, without knowing the protocol: the MQTT front end implements
  * it (mqtt/devicebound.ts) and the hub injects it, so the queue never touches the broker.
  */
-export interface DeviceChannel {
+export interface MessageChannel {
   /**
    * The connection of `deviceId` that receives cloud-to-device messages now (connected and subscribed to its
    * devicebound topic), or undefined.

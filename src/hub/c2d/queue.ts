@@ -1,4 +1,4 @@
-import type { ChannelEvents, DeviceChannel } from "./channel.js";
+import type { ChannelEvents, MessageChannel } from "./channel.js";
 import type { FeedbackQueue } from "./feedback.js";
 import { type AckMode, type C2dProperties, deviceboundTopic } from "./message.js";
 import type { C2dStore, FeedbackRecord, QueuedMessage } from "./store.js";
@@ -57,7 +57,7 @@ export class CloudToDeviceQueue implements ChannelEvents {
   constructor(
     private readonly store: C2dStore,
     private readonly feedback: FeedbackQueue,
-    private readonly channel: () => DeviceChannel | undefined,
+    private readonly channel: () => MessageChannel | undefined,
     private readonly generationIdOf: (deviceId: string) => string,
     private readonly log: (line: string) => void,
     options: QueueOptions = {},

@@ -1,9 +1,9 @@
 /**
  * What the service side of direct methods needs from a device-side front end, and what that front end tells it.
- * The MQTT front end implements `DeviceChannel` (methods/mqtt.ts) and reports to a `MethodEvents`; the invoker
+ * The MQTT front end implements `MethodChannel` (methods/mqtt.ts) and reports to a `MethodEvents`; the invoker
  * (invoker.ts) uses the one and is the other, so no REST code reaches into the MQTT broker.
  */
-export interface DeviceChannel {
+export interface MethodChannel {
   /** The device has a live connection (whatever its subscriptions). */
   isConnected(deviceId: string): boolean;
   /** The device has a live connection whose session is subscribed to method requests. */

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { errors, HubError } from "../errors.js";
-import type { DeviceChannel, GoneReason, MethodEvents } from "./channel.js";
+import type { GoneReason, MethodChannel, MethodEvents } from "./channel.js";
 import {
   MAX_PAYLOAD_BYTES,
   MAX_PENDING_PER_DEVICE,
@@ -55,7 +55,7 @@ interface Pending {
  *   when its call settles, and `close` answers every call at once (503 ServiceUnavailable).
  */
 export class MethodInvoker implements MethodEvents {
-  private channel: DeviceChannel | undefined;
+  private channel: MethodChannel | undefined;
   private readonly byDevice = new Map<string, Map<string, Pending>>();
   private total = 0;
   private waitingBytes = 0;
@@ -80,7 +80,7 @@ export class MethodInvoker implements MethodEvents {
   }
 
   /** The device side, once its front end is loaded. */
-  attach(channel: DeviceChannel): void {
+  attach(channel: MethodChannel): void {
     this.channel = channel;
   }
 

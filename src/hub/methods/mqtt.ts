@@ -2,14 +2,14 @@ import type { Client } from "aedes";
 import type { createDownstream } from "../mqtt/downstream.js";
 import { TOPICS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry.js";
-import type { DeviceChannel, MethodEvents } from "./channel.js";
+import type { MethodChannel, MethodEvents } from "./channel.js";
 import { RID_MAX_LENGTH } from "./limits.js";
 
 type Downstream = ReturnType<typeof createDownstream>;
 
 /**
  * Direct methods on the MQTT side ("Understand and invoke direct methods from IoT Hub", "Handle a direct method on
- * a device", MQTT): the `DeviceChannel` the invoker sends requests through, and the device's answers.
+ * a device", MQTT): the `MethodChannel` the invoker sends requests through, and the device's answers.
  *
  * - Requests go to the device's own connection only, on `$iothub/methods/POST/{method name}/?$rid={request id}`,
  *   at QoS 0 ("Method requests are QoS 0"), through the bounded downstream (downstream.ts), and only to a session
@@ -34,7 +34,7 @@ export function createMqttMethods(opts: {
     return client && !client.closed ? client : undefined;
   };
 
-  const channel: DeviceChannel = {
+  const channel: MethodChannel = {
     isConnected: (deviceId) => live(deviceId) !== undefined,
     canReceiveMethods: (deviceId) =>
       live(deviceId) !== undefined && registry.find(deviceId)?.methodsSubscribed === true,

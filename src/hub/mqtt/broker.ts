@@ -2,9 +2,9 @@ import type { Duplex } from "node:stream";
 import { Aedes, type AuthenticateError, type Client } from "aedes";
 import type { Authorizer } from "../auth/authorizer.js";
 import { type DeviceVerdict, type LoginMethod, type RefusalKind, refused } from "../auth/verdict.js";
-import type { ChannelEvents, DeviceChannel } from "../c2d/channel.js";
+import type { ChannelEvents, MessageChannel } from "../c2d/channel.js";
 import { perKeyLimit } from "../log.js";
-import type { DeviceChannel, MethodEvents } from "../methods/channel.js";
+import type { MethodChannel, MethodEvents } from "../methods/channel.js";
 import { createMqttMethods } from "../methods/mqtt.js";
 import { CONNACK, TOPICS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry.js";
@@ -45,9 +45,9 @@ export interface MqttFrontend {
   /** Drops the device's connection (disabled, deleted or re-keyed). */
   disconnect(deviceId: string): void;
   /** Direct method requests to devices (methods/mqtt.ts). */
-  readonly methods: DeviceChannel;
+  readonly methods: MethodChannel;
   /** Cloud-to-device messages to connected, subscribed devices (devicebound.ts). */
-  readonly devicebound: DeviceChannel;
+  readonly devicebound: MessageChannel;
   readonly connectedCount: number;
   close(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 import { Readable } from "node:stream";
 import type { Aedes, Client } from "aedes";
-import type { ChannelEvents, DeviceChannel, DeviceReceiver } from "../c2d/channel.js";
+import type { ChannelEvents, DeviceReceiver, MessageChannel } from "../c2d/channel.js";
 import type { DeviceRegistry } from "../registry.js";
 import type { createDownstream } from "./downstream.js";
 
@@ -26,7 +26,7 @@ interface Session {
   waiting: boolean;
 }
 
-export interface MqttDevicebound extends DeviceChannel {
+export interface MqttDevicebound extends MessageChannel {
   /** The connection is registered (after CONNACK); a persistent session may still hold its subscription. */
   connected(client: Client): void;
   /** The connection's subscription to its devicebound topic was granted (or `#`). */
