@@ -15,7 +15,7 @@ const policy = (name: string) => DEV_POLICIES.find((p) => p.name === name)!;
 const inAnHour = () => Math.floor(Date.now() / 1000) + 3600;
 
 describe("$cbs put-token", () => {
-  it("accepts a service policy token for this hub (200) and refuses a wrong key or another hub (401)", async () => {
+  it("accepts a service policy token for this hub (202 for an Event Hubs audience) and refuses a wrong key or another hub (401)", async () => {
     const connection = await amqpConnect(hub, { username: "service" });
     try {
       const audience = `sb://localhost:${hub.amqpPort}/localhost`;
@@ -29,7 +29,7 @@ describe("$cbs put-token", () => {
           },
         });
       const ok = await put(makeToken(policy("service").primaryKey, audience, inAnHour(), "service"));
-      expect(ok.application_properties?.["status-code"]).toBe(200);
+      expect(ok.application_properties?.["status-code"]).toBe(202);
       expect(ok.correlation_id).toBe("m1");
       const wrongKey = await put(
         makeToken(policy("iothubowner").primaryKey, audience, inAnHour(), "service"),

@@ -22,7 +22,7 @@ beforeAll(async () => {
       name: audience,
     },
   });
-  expect(answer.application_properties?.["status-code"]).toBe(200);
+  expect(answer.application_properties?.["status-code"]).toBe(202);
 });
 afterAll(async () => {
   connection?.close();
@@ -123,7 +123,7 @@ describe("token expiry", () => {
           name: audience,
         },
       });
-      expect(answer.application_properties?.["status-code"]).toBe(200);
+      expect(answer.application_properties?.["status-code"]).toBe(202);
       let openedAt = Number.NaN;
       let closedAt = Number.NaN;
       const condition = await new Promise<string>((resolve) => {
