@@ -51,6 +51,9 @@ export interface ReportOptions {
   log?: (line: string) => void;
 }
 
+/** How many times one start-up step is issued at most (the first time, and again after each reconnection). */
+const MAX_STEP_ATTEMPTS = 3;
+
 /** Errors worth retrying, as the SDK's default error filter has them. */
 const RETRYABLE = new Set([
   "NotConnectedError",
@@ -138,11 +141,43 @@ export async function reportConnectivity(
     await withTimeout(client.open(), timeoutSeconds, "Connecting to the hub");
     // Every later "connect" is the SDK connecting again by itself, also while the steps below still run.
     let reconnected: (() => void) | undefined;
+    const nextConnect = new Set<() => void>();
     client.on("connect", () => {
       if (closed) return;
       options.onReconnected?.();
+      for (const wake of [...nextConnect]) wake();
       reconnected?.();
     });
+    /**
+     * One start-up step. A request in flight when the connection drops is not always sent again by the SDK once
+     * it has reconnected (an interrupted twin request waits for ever), so a step still waiting when the client
+     * connects again is issued once more (the steps are idempotent: reads, and a report of the same values).
+     * The first attempt to finish wins; the step's timeout covers all of them.
+     */
+    const step = <T>(what: string, run: () => Promise<T>): Promise<T> => {
+      const attempts = async (): Promise<T> => {
+        const started: Array<Promise<T>> = [];
+        for (;;) {
+          const attempt = run();
+          attempt.catch(() => {}); // a superseded attempt may fail later; its failure is not this step's
+          started.push(attempt);
+          let wake = () => {};
+          const reconnect = new Promise<"reconnected">((resolve) => {
+            wake = () => resolve("reconnected");
+            // At most MAX_STEP_ATTEMPTS attempts: past that, wait for one of them (or the timeout).
+            if (started.length < MAX_STEP_ATTEMPTS) nextConnect.add(wake);
+          });
+          try {
+            const outcome = await Promise.race([...started, reconnect]);
+            if (outcome !== "reconnected") return outcome as T;
+            log?.(`${what}: connected again while waiting; sending it again.`);
+          } finally {
+            nextConnect.delete(wake);
+          }
+        }
+      };
+      return withTimeout(attempts(), timeoutSeconds, what);
+    };
     // The SDK reconnects by itself (for up to 4 minutes); this fires when it gave up. It passes a
     // results.Disconnected object whose transportObj is the error, not an Error.
     client.on("disconnect", (result?: unknown) => {
@@ -154,7 +189,7 @@ export async function reportConnectivity(
       if (!closed) options.onConnectionLost?.(error);
     });
 
-    const twin: Twin = await withTimeout(client.getTwin(), timeoutSeconds, "Reading the device twin");
+    const twin: Twin = await step("Reading the device twin", () => client.getTwin());
     const desired = withoutMetadata(twin.properties.desired);
     const desiredVersion = versionOf(twin.properties.desired);
     let lastDesiredVersion = desiredVersion;
@@ -172,23 +207,19 @@ export async function reportConnectivity(
         if (version !== undefined) lastDesiredVersion = version;
         options.onDesiredUpdate?.({ version, patch: withoutMetadata(delta) });
       });
-      await withTimeout(
+      await step("Subscribing to desired property updates", () =>
         callbackToPromise((done) => twin.enableTwinDesiredPropertiesUpdates(done)),
-        timeoutSeconds,
-        "Subscribing to desired property updates",
       );
       log?.("Subscribed to desired property updates.");
     }
 
     const patch = { connectivity: { type: options.type } };
-    await withTimeout(
+    await step("Reporting connectivity", () =>
       callbackToPromise((done) => twin.properties.reported.update(patch, done)),
-      timeoutSeconds,
-      "Reporting connectivity",
     );
     // The SDK drops the acknowledgement's $version; read the twin again to learn it. This also delivers any
     // desired update made between the first read and the subscription.
-    await withTimeout(twin.get(), timeoutSeconds, "Reading back the reported properties");
+    await step("Reading back the reported properties", () => twin.get());
     if (!options.once) {
       // IoT Hub does not replay desired updates made while a device was disconnected: once the SDK has
       // reconnected by itself, read the twin again. The full read reaches the listener above, which passes
