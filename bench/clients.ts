@@ -42,6 +42,28 @@ export function countingRegistry(connectionString: string, caPem: string): Count
   };
 }
 
+/** Registers `ids` as enabled SAS devices with the same `key`, 100 per bulk request (the bulk API's limit). */
+export async function registerSasDevices(
+  hub: { serviceConnectionString?: string; caPem: string },
+  ids: readonly string[],
+  key: string,
+): Promise<void> {
+  const { registry, close } = countingRegistry(hub.serviceConnectionString!, hub.caPem);
+  try {
+    for (let first = 0; first < ids.length; first += 100) {
+      await registry.addDevices(
+        ids.slice(first, first + 100).map((id) => ({
+          deviceId: id,
+          status: "enabled" as const,
+          authentication: { symmetricKey: { primaryKey: key, secondaryKey: key } },
+        })),
+      );
+    }
+  } finally {
+    close();
+  }
+}
+
 export interface DeviceTarget {
   port: number;
   caPem: string;

@@ -8,7 +8,7 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { closeAll, connectMany, countingRegistry } from "./clients.js";
+import { closeAll, connectMany, registerSasDevices } from "./clients.js";
 import { deviceId } from "./dataset.js";
 import type { Report } from "./report.js";
 import { startHubInTemp } from "./servers.js";
@@ -58,17 +58,7 @@ export async function scenarioC2d(options: C2dOptions, report: Report): Promise<
     }> = [];
     const { hub, remove } = await startHubInTemp("bench-s9-");
     try {
-      const { registry, close } = countingRegistry(hub.info.serviceConnectionString!, hub.info.caPem);
-      for (let first = 0; first < k; first += 100) {
-        await registry.addDevices(
-          ids.slice(first, first + 100).map((id) => ({
-            deviceId: id,
-            status: "enabled" as const,
-            authentication: { symmetricKey: { primaryKey: KEY, secondaryKey: KEY } },
-          })),
-        );
-      }
-      close();
+      await registerSasDevices(hub.info, ids, KEY);
       const target = { port: hub.info.port, caPem: hub.info.caPem, hostName: hub.info.hostName, key: KEY };
       const connected = await connectMany(target, ids);
       let run = 0;

@@ -6,7 +6,7 @@
  * hub's own makeToken; the hub and the broker each run in their own process.
  */
 import type { MqttClient } from "mqtt";
-import { closeAll, connectMany, countingRegistry, subscribe } from "./clients.js";
+import { closeAll, connectMany, registerSasDevices, subscribe } from "./clients.js";
 import { deviceId } from "./dataset.js";
 import type { Report } from "./report.js";
 import { cpuShare, type Server, startHubInTemp, startServer } from "./servers.js";
@@ -208,17 +208,7 @@ export async function scenarioDevices(
     let hubResult: Awaited<ReturnType<typeof measure>>;
     let connectRate: number;
     try {
-      const { registry, close } = countingRegistry(hub.info.serviceConnectionString!, hub.info.caPem);
-      for (let first = 0; first < k; first += 100) {
-        await registry.addDevices(
-          ids.slice(first, first + 100).map((id) => ({
-            deviceId: id,
-            status: "enabled" as const,
-            authentication: { symmetricKey: { primaryKey: KEY, secondaryKey: KEY } },
-          })),
-        );
-      }
-      close();
+      await registerSasDevices(hub.info, ids, KEY);
       const target = { port: hub.info.port, caPem: hub.info.caPem, hostName: hub.info.hostName, key: KEY };
       const connected = await connectMany(target, ids);
       connectRate = connected.perSecond;

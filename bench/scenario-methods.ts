@@ -10,7 +10,7 @@ import { Agent, request } from "node:https";
 import type { MqttClient } from "mqtt";
 import { DEV_POLICIES } from "../src/hub/auth/credentials.js";
 import { makeToken } from "../src/hub/auth/sas.js";
-import { closeAll, connectMany, countingRegistry, subscribe } from "./clients.js";
+import { closeAll, connectMany, registerSasDevices, subscribe } from "./clients.js";
 import { deviceId } from "./dataset.js";
 import type { Report } from "./report.js";
 import { cpuShare, type Server, startHubInTemp } from "./servers.js";
@@ -166,17 +166,7 @@ export async function scenarioMethods(
   const ids = Array.from({ length: k }, (_, i) => deviceId("method", i));
   const { hub, remove } = await startHubInTemp("bench-s7-");
   try {
-    const { registry, close } = countingRegistry(hub.info.serviceConnectionString!, hub.info.caPem);
-    for (let first = 0; first < k; first += 100) {
-      await registry.addDevices(
-        ids.slice(first, first + 100).map((id) => ({
-          deviceId: id,
-          status: "enabled" as const,
-          authentication: { symmetricKey: { primaryKey: KEY, secondaryKey: KEY } },
-        })),
-      );
-    }
-    close();
+    await registerSasDevices(hub.info, ids, KEY);
     const target = { port: hub.info.port, caPem: hub.info.caPem, hostName: hub.info.hostName, key: KEY };
     const connected = await connectMany(target, ids);
     const agent = new Agent({ keepAlive: true, maxSockets: SOCKETS, ca: hub.info.caPem });

@@ -9,7 +9,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { MqttClient } from "mqtt";
-import { closeAll, connectMany, countingRegistry } from "./clients.js";
+import { closeAll, connectMany, registerSasDevices } from "./clients.js";
 import { deviceId } from "./dataset.js";
 import type { Report } from "./report.js";
 import { startHubInTemp, startServer } from "./servers.js";
@@ -156,17 +156,7 @@ export async function scenarioTelemetry(
     const fixedRuns: Array<Awaited<ReturnType<typeof drive>>> = [];
     const { hub, remove } = await startHubInTemp("bench-s5-");
     try {
-      const { registry, close } = countingRegistry(hub.info.serviceConnectionString!, hub.info.caPem);
-      for (let first = 0; first < k; first += 100) {
-        await registry.addDevices(
-          ids.slice(first, first + 100).map((id) => ({
-            deviceId: id,
-            status: "enabled" as const,
-            authentication: { symmetricKey: { primaryKey: KEY, secondaryKey: KEY } },
-          })),
-        );
-      }
-      close();
+      await registerSasDevices(hub.info, ids, KEY);
       const consumer = fork(CONSUMER, [hub.info.eventHubConnectionString!], {
         env: { ...process.env, NODE_EXTRA_CA_CERTS: hub.info.caFile },
         stdio: ["ignore", "inherit", "inherit", "ipc"],

@@ -11,7 +11,7 @@
  * frame of its own; it is measured too, as information: its cost is mostly the client's.
  */
 import type { MqttClient } from "mqtt";
-import { closeAll, connectMany, countingRegistry, subscribe } from "./clients.js";
+import { closeAll, connectMany, registerSasDevices, subscribe } from "./clients.js";
 import { deviceId } from "./dataset.js";
 import type { Report } from "./report.js";
 import { type DevicesOptions, hubSender, measure } from "./scenario-devices.js";
@@ -53,18 +53,7 @@ export async function scenarioWebSockets(
     const { hub, remove } = await startHubInTemp("bench-s8-");
     const sets = new Map<Mode, { clients: MqttClient[]; connectRate: number }>();
     try {
-      const { registry, close } = countingRegistry(hub.info.serviceConnectionString!, hub.info.caPem);
-      const all = MODES.flatMap(idsOf);
-      for (let first = 0; first < all.length; first += 100) {
-        await registry.addDevices(
-          all.slice(first, first + 100).map((id) => ({
-            deviceId: id,
-            status: "enabled" as const,
-            authentication: { symmetricKey: { primaryKey: KEY, secondaryKey: KEY } },
-          })),
-        );
-      }
-      close();
+      await registerSasDevices(hub.info, MODES.flatMap(idsOf), KEY);
       const target = { port: hub.info.port, caPem: hub.info.caPem, hostName: hub.info.hostName, key: KEY };
       for (const mode of MODES) {
         const websocket = mode === "tls" ? undefined : mode;

@@ -10,6 +10,7 @@ import {
   deviceToken,
   type HubProcess,
   mqttLogin,
+  prng,
   rest,
   serviceToken,
   sleep,
@@ -27,17 +28,6 @@ import {
  */
 
 const ROUNDS = 10;
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A raw AMQP connection with an iothubowner put-token on $cbs, as azure-iothub opens it. */
 async function serviceConnection(h: HubProcess): Promise<Connection> {

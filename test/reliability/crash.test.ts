@@ -9,6 +9,7 @@ import {
   deviceToken,
   type HubProcess,
   mqttLogin,
+  prng,
   rest,
   serviceToken,
   sleep,
@@ -27,18 +28,6 @@ import {
  */
 
 const ROUNDS = 20;
-
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** What one writer sent and what the hub acknowledged, per round: the values are a per-round sequence. */
 interface Ledger {

@@ -7,6 +7,7 @@ import { type IClientOptions, type MqttClient, connect as mqttConnect } from "mq
 import { DEV_POLICIES } from "../../src/hub/auth/credentials.js";
 import { makeToken } from "../../src/hub/auth/sas.js";
 import { eventually } from "../hub/support.js";
+import { Rng } from "./fuzz/rng.js";
 
 /**
  * Helpers shared by the reliability suites: the built `local-hub` as a child process (so it can be killed
@@ -276,4 +277,10 @@ export class Tally {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/** A seeded PRNG (the fuzz suite's mulberry32) as a function, so a failing run can be replayed. */
+export function prng(seed: number): () => number {
+  const rng = new Rng(seed);
+  return () => rng.next();
 }
