@@ -26,11 +26,11 @@ export interface DevicesOptions {
   profileDir?: string;
 }
 
-type Ack = (ok: boolean) => void;
+export type Ack = (ok: boolean) => void;
 /** Sends one request on client `c` and calls `ack` when it is answered. */
-type Sender = (c: number, ack: Ack) => void;
+export type Sender = (c: number, ack: Ack) => void;
 
-interface LoadResult {
+export interface LoadResult {
   ackedPerSecond: number;
   p50: number;
   p99: number;
@@ -80,13 +80,15 @@ function brokerSender(clients: MqttClient[], ids: string[]): Sender {
  * over the clients, or closed-loop (rate undefined) with `window` requests in flight per client. Only requests
  * sent after the warm-up and answered before the end count.
  */
-async function drive(
+export async function drive(
   server: Server,
   clientCount: number,
   send: Sender,
   duration: number,
   rate: number | undefined,
   window: number,
+  /** How long to wait, at most, for what is still in flight once the measurement ends. */
+  drainMs = 10_000,
 ): Promise<LoadResult> {
   const latencies = new Latencies();
   let errors = 0;
@@ -138,7 +140,7 @@ async function drive(
   running = false;
   if (timer) clearInterval(timer);
   // Let what is in flight drain before the next measurement.
-  const drainUntil = performance.now() + 10_000;
+  const drainUntil = performance.now() + drainMs;
   while (outstanding > 0 && performance.now() < drainUntil) await sleep(20);
   return {
     ackedPerSecond: acked / seconds,

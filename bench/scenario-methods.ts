@@ -13,12 +13,12 @@ import { makeToken } from "../src/hub/auth/sas.js";
 import { closeAll, connectMany, registerSasDevices, subscribe } from "./clients.js";
 import { deviceId } from "./dataset.js";
 import type { Report } from "./report.js";
-import { cpuShare, type Server, startHubInTemp } from "./servers.js";
-import { type Figure, figure, Latencies, repeat } from "./stats.js";
+import { drive as driveLoad, type Sender } from "./scenario-devices.js";
+import { type Server, startHubInTemp } from "./servers.js";
+import { type Figure, figure, repeat } from "./stats.js";
 
 const S = "7 methods";
 const KEY = Buffer.from("bench-scenario-7-device-key-0001").toString("base64");
-const WARMUP_S = 1;
 /** Back-end connections (keep-alive); at saturation each keeps one call in flight. */
 const SOCKETS = 64;
 
@@ -90,6 +90,10 @@ function invoke(agent: Agent, server: Server, token: string, id: string, seq: nu
   });
 }
 
+/**
+ * Calls spread round-robin over the devices, open-loop at `rate` calls/s or closed-loop with SOCKETS calls in
+ * flight, through scenario 2's load driver: only calls sent after the warm-up and answered before the end count.
+ */
 async function drive(
   server: Server,
   agent: Agent,
@@ -98,65 +102,24 @@ async function drive(
   duration: number,
   rate: number | undefined,
 ): Promise<LoadResult> {
-  const latencies = new Latencies();
-  let errors = 0;
-  let done = 0;
-  let measuring = false;
-  let running = true;
-  let outstanding = 0;
   let seq = 0;
   let next = 0;
-  const one = () => {
-    const t = performance.now();
-    const counted = measuring;
+  const send: Sender = (_client, ack) => {
     const id = ids[next];
     next = (next + 1) % ids.length;
-    outstanding++;
-    void invoke(agent, server, token, id, ++seq).then((ok) => {
-      outstanding--;
-      if (counted && measuring) {
-        if (ok) {
-          done++;
-          latencies.add(performance.now() - t);
-        } else errors++;
-      }
-      if (rate === undefined && running) one();
-    });
+    void invoke(agent, server, token, id, ++seq).then(ack);
   };
-  let timer: NodeJS.Timeout | undefined;
-  const start = performance.now();
-  if (rate === undefined) {
-    for (let w = 0; w < SOCKETS; w++) one();
-  } else {
-    let sent = 0;
-    timer = setInterval(() => {
-      const due = Math.floor(((performance.now() - start) / 1000) * rate);
-      for (; sent < due; sent++) one();
-    }, 1);
-  }
-  await sleep(WARMUP_S * 1000);
-  const before = await server.stats();
-  measuring = true;
-  const t0 = performance.now();
-  await sleep(duration * 1000);
-  measuring = false;
-  const seconds = (performance.now() - t0) / 1000;
-  const after = await server.stats();
-  running = false;
-  if (timer) clearInterval(timer);
-  const drainUntil = performance.now() + 30_000;
-  while (outstanding > 0 && performance.now() < drainUntil) await sleep(20);
+  // A call waits up to its 30 s response timeout, so what is in flight at the end gets as long to finish.
+  const r = await driveLoad(server, 1, send, duration, rate, SOCKETS, 30_000);
   return {
-    perSecond: done / seconds,
-    p50: latencies.p(50),
-    p99: latencies.p(99),
-    errors,
-    serverCpu: cpuShare(before, after, seconds),
-    serverCpuPerCall: done > 0 ? (after.cpuMicros - before.cpuMicros) / done : Number.NaN,
+    perSecond: r.ackedPerSecond,
+    p50: r.p50,
+    p99: r.p99,
+    errors: r.errors,
+    serverCpu: r.serverCpu,
+    serverCpuPerCall: r.serverCpuPerMessage,
   };
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function scenarioMethods(
   options: MethodsOptions,
