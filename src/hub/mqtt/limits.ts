@@ -19,3 +19,11 @@ export const MAX_OUTSTANDING_TWIN_REQUESTS = 50;
  * connection"). 1 MiB holds several maximum-size twin documents (3 x 32 KB sections plus metadata).
  */
 export const MAX_UNSENT_BYTES = 1024 * 1024;
+
+/**
+ * A device whose socket stays full (the hub's writes wait for it to read) this long is disconnected, as aedes
+ * does for its own writes (its `drainTimeout`, 60 s by default). A client that never reads soon stops being read
+ * from as well (its TLS connection takes in no more data while its output is stuck), so it may never reach
+ * MAX_UNSENT_BYTES; this bounds how long it holds its connection, its buffers and its session.
+ */
+export const DRAIN_TIMEOUT_MS = 60_000;
