@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { createServer } from "node:tls";
 import { Aedes } from "aedes";
 import { startHub, TUTORIAL_DEVICE } from "../src/hub/index.js";
-import { DeviceRegistry } from "../src/hub/registry.js";
+import { DeviceRegistry } from "../src/hub/registry/registry.js";
 import { SqliteStore } from "../src/hub/store/sqlite.js";
 import type { Store } from "../src/hub/store/store.js";
 import { ensureCertificates } from "../src/hub/tls/certs.js";
@@ -142,7 +142,7 @@ async function seed({ dataDir, count, prefix, key }: SeedArgs): Promise<void> {
   const store = new BatchingStore(new SqliteStore(dataDir));
   const registry = new DeviceRegistry(store);
   // What startHub does for an empty store, so that the hub on this directory looks like any other.
-  registry.create(TUTORIAL_DEVICE.deviceId, {
+  registry.identities.create(TUTORIAL_DEVICE.deviceId, {
     authentication: {
       symmetricKey: { primaryKey: TUTORIAL_DEVICE.primaryKey, secondaryKey: TUTORIAL_DEVICE.secondaryKey },
     },
@@ -156,12 +156,12 @@ async function seed({ dataDir, count, prefix, key }: SeedArgs): Promise<void> {
         input: { authentication: { symmetricKey: { primaryKey: key, secondaryKey: key } } },
       });
     }
-    registry.createMany(inputs);
+    registry.identities.createMany(inputs);
     for (let i = first; i < Math.min(count, first + batch); i++) {
       const id = deviceId(prefix, i);
-      registry.updateTwin(id, { tags: tagsFor(i) }, undefined, false);
+      registry.twins.updateTwin(id, { tags: tagsFor(i) }, undefined, false);
       const reported = reportedFor(i);
-      if (reported) registry.updateReported(id, reported);
+      if (reported) registry.twins.updateReported(id, reported);
     }
     // Reported patches are group-committed by the registry: commit them, then write the batch.
     registry.commit();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DeviceRegistry } from "../../src/hub/registry.js";
+import { DeviceRegistry } from "../../src/hub/registry/registry.js";
 import type { Store } from "../../src/hub/store/store.js";
 import type { DeviceRecord } from "../../src/hub/twin/device.js";
 
@@ -38,7 +38,7 @@ const turn = () => new Promise((resolve) => setImmediate(resolve));
 function setup() {
   const store = new RecordingStore();
   const registry = new DeviceRegistry(store);
-  registry.createMany(["a", "b", "c"].map((id) => ({ id, input: {} })));
+  registry.identities.createMany(["a", "b", "c"].map((id) => ({ id, input: {} })));
   store.transactions.length = 0;
   return { store, registry };
 }
@@ -48,12 +48,12 @@ describe("group commit of device-side changes", () => {
     const { store, registry } = setup();
     const answered: string[] = [];
     for (const id of ["a", "b", "c"]) {
-      registry.updateReported(id, { n: id });
+      registry.twins.updateReported(id, { n: id });
       registry.afterCommit((error) =>
         answered.push(`${id}:${error ? "error" : "ok"}:${JSON.stringify(store.reported(id))}`),
       );
     }
-    registry.setConnected("a", true);
+    registry.sessions.setConnected("a", true);
     expect(answered).toEqual([]);
     expect(store.transactions).toEqual([]);
     await turn();
@@ -69,12 +69,12 @@ describe("group commit of device-side changes", () => {
 
   it("stores waiting changes before any service-side read or write, in order", () => {
     const { store, registry } = setup();
-    registry.updateReported("a", { n: 1 });
-    const twin = registry.twin("a");
+    registry.twins.updateReported("a", { n: 1 });
+    const twin = registry.twins.twin("a");
     expect(twin.properties.reported.n).toBe(1);
     expect(store.reported("a")).toEqual({ n: 1 });
-    registry.updateReported("b", { n: 2 });
-    registry.updateTwin("b", { tags: { t: 1 } }, undefined, false);
+    registry.twins.updateReported("b", { n: 2 });
+    registry.twins.updateTwin("b", { tags: { t: 1 } }, undefined, false);
     expect(store.transactions).toEqual([["a"], ["b"], ["b"]]);
     const stored = JSON.parse(store.rows.get("b")!) as DeviceRecord;
     expect(stored.twin.reported.props).toEqual({ n: 2 });
@@ -83,19 +83,19 @@ describe("group commit of device-side changes", () => {
 
   it("rolls the group back in memory and reports the error when the commit fails", async () => {
     const { store, registry } = setup();
-    registry.updateReported("a", { n: 1 });
+    registry.twins.updateReported("a", { n: 1 });
     await turn();
-    const version = registry.twin("a").properties.reported.$version;
-    registry.updateReported("a", { n: 2 });
-    registry.updateReported("a", { n: 3 });
+    const version = registry.twins.twin("a").properties.reported.$version;
+    registry.twins.updateReported("a", { n: 2 });
+    registry.twins.updateReported("a", { n: 3 });
     const errors: Array<string | undefined> = [];
     registry.afterCommit((error) => errors.push(error?.message));
     store.failNext = true;
     await turn();
     expect(errors).toEqual(["disk full"]);
     expect(store.reported("a")).toEqual({ n: 1 });
-    expect(registry.twin("a").properties.reported).toMatchObject({ n: 1, $version: version });
+    expect(registry.twins.twin("a").properties.reported).toMatchObject({ n: 1, $version: version });
     // The next change starts from what is stored.
-    expect(registry.updateReported("a", { n: 4 })).toBe(version + 1);
+    expect(registry.twins.updateReported("a", { n: 4 })).toBe(version + 1);
   });
 });

@@ -5,7 +5,7 @@ import { DEV_POLICIES } from "../../src/hub/auth/credentials.js";
 import { makeToken } from "../../src/hub/auth/sas.js";
 import { createMqttFrontend, type MqttFrontend } from "../../src/hub/mqtt/broker.js";
 import type { TelemetryMessage } from "../../src/hub/mqtt/telemetry.js";
-import { DeviceRegistry } from "../../src/hub/registry.js";
+import { DeviceRegistry } from "../../src/hub/registry/registry.js";
 import { SqliteStore } from "../../src/hub/store/sqlite.js";
 import type { DeviceRecord } from "../../src/hub/twin/device.js";
 import { mqttPacket as P } from "./mqtt-raw.js";
@@ -84,7 +84,9 @@ describe("MQTT front end in-process", () => {
   async function setup() {
     const store = new FlakyStore(undefined);
     const registry = new DeviceRegistry(store);
-    registry.create("d1", { authentication: { symmetricKey: { primaryKey: KEY, secondaryKey: KEY } } });
+    registry.identities.create("d1", {
+      authentication: { symmetricKey: { primaryKey: KEY, secondaryKey: KEY } },
+    });
     const authorizer = new Authorizer(
       DEV_POLICIES,
       (h) => h === HOST,
