@@ -297,8 +297,8 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     amqpPortWs.close();
     amqp.close();
     await frontends.close();
-    // Device-side changes still waiting for their group commit (the last disconnections) are kept.
-    registry.commit();
+    // Device-side changes still waiting (the last disconnections, lastActivityTimes not yet written) are kept.
+    registry.close();
     events.close();
     queue.close();
     feedback.close();

@@ -79,6 +79,16 @@ export class DeviceRegistry extends EventEmitter<RegistryEvents> implements Twin
     this.work.commit();
   }
 
+  /** Writes everything still waiting now, lazily written lastActivityTimes included (see UnitOfWork). */
+  flush(): void {
+    this.work.flush();
+  }
+
+  /** Before the store closes: writes everything still waiting (see UnitOfWork.close). */
+  close(): void {
+    this.work.close();
+  }
+
   /** TwinSource for the query engine: ascending deviceId, strictly after `afterId`. */
   scan(afterId?: string): Iterable<TwinDocument> {
     return this.twins.scan(afterId);

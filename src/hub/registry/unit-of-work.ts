@@ -1,11 +1,17 @@
-import type { Store } from "../store/store.js";
+import { Part, type RecordChange, type Store } from "../store/store.js";
 import type { DeviceRecord } from "../twin/device.js";
 import type { Devices } from "./devices.js";
 
 export { Part } from "../store/store.js";
 
 /**
- * What is written when. Every change is in the store before it is acknowledged.
+ * lastActivityTime is written at the latest this long after it changed (see UnitOfWork).
+ */
+export const ACTIVITY_FLUSH_MS = 30_000;
+
+/**
+ * What is written when. Every change is in the store before it is acknowledged, and each write stores only the
+ * parts of a device that changed (Part: identity, twin, reported section, session, activity), each in its own row.
  *
  * Service-side changes (`save`, `remove`) are written at once, each in its own transaction, after the device-side
  * changes still waiting (so the store sees changes in the order they were made).
@@ -15,54 +21,75 @@ export { Part } from "../store/store.js";
  * (setImmediate), and whoever answers them waits for that with `afterCommit`. A failed group commit rolls the
  * whole group back in memory, to the records as the store holds them, and every waiter gets the error. Readers
  * never see what is not stored yet: every service-side read commits the group first (see `commit`).
+ *
+ * lastActivityTime alone is written lazily. "Understand the identity registry in your IoT hub" (Device identity
+ * properties) says of `lastActivityTime`: "This property is eventually consistent, but could be delayed up to 5
+ * to 10 minutes". So a change of it alone (telemetry; a reported patch besides its twin part) is in memory at
+ * once but waits to be written: with the device's session row when that is written anyway, else by a flush at
+ * most ACTIVITY_FLUSH_MS later (`flush`, also when the hub stops). A reported patch thus writes one row, and after a
+ * `kill -9` a device's lastActivityTime may be up to that much older than it was.
  */
 export class UnitOfWork {
   /** Devices changed since the last commit: the parts changed, and the record as the store still has it. */
   private group = new Map<string, { parts: number; stored: DeviceRecord }>();
   private waiters: Array<(error?: Error) => void> = [];
   private scheduled = false;
+  /** Devices whose lastActivityTime in memory is newer than the stored one. */
+  private activity = new Set<string>();
+  private activityTimer: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(
     private readonly store: Store,
     private readonly devices: Devices,
+    private readonly activityFlushMs = ACTIVITY_FLUSH_MS,
   ) {}
 
   /** A device-side change of an existing device: in memory now, in the store with the next group commit. */
   stage(record: DeviceRecord, parts: number): void {
     const id = record.deviceId;
-    const pending = this.group.get(id);
-    if (pending) pending.parts |= parts;
-    else this.group.set(id, { parts, stored: this.devices.require(id) });
-    this.devices.put(record);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => {
-        this.scheduled = false;
-        this.commit();
-      });
+    if (parts & Part.ACTIVITY) {
+      this.activityChanged(id);
+      parts &= ~Part.ACTIVITY;
     }
+    if (parts !== 0) {
+      const pending = this.group.get(id);
+      if (pending) pending.parts |= parts;
+      else this.group.set(id, { parts, stored: this.devices.require(id) });
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => {
+          this.scheduled = false;
+          this.commit();
+        });
+      }
+    }
+    this.devices.put(record);
   }
 
   /**
-   * Service-side changes: the waiting group first, then these records (`parts` of each; Part.ALL for a new
-   * device) in one transaction, then in memory. A store failure throws and changes nothing.
+   * Service-side changes: the waiting group first, then these records (the parts of each that changed;
+   * Part.ALL for a new device) in one transaction, then in memory. A store failure throws and changes nothing.
    */
-  save(changes: ReadonlyArray<{ record: DeviceRecord; parts: number }>): void {
+  save(changes: readonly RecordChange[]): void {
     this.commit();
-    this.store.putMany(changes.map((c) => c.record));
+    this.store.write(changes);
+    this.written(changes);
     for (const { record } of changes) this.devices.put(record);
   }
 
   /** Deletes a device from the store (after the waiting group), then from memory. */
   remove(deviceId: string): void {
     this.commit();
-    this.store.delete(deviceId);
+    this.store.write([], [deviceId]);
+    this.activity.delete(deviceId);
     this.devices.remove(deviceId);
   }
 
   /**
    * Calls `done` once every change made so far is in the store: at once when none is waiting, else after the
-   * group commit, with the error if that failed (the changes are then rolled back in memory too).
+   * group commit, with the error if that failed (the changes are then rolled back in memory too). A waiting
+   * lastActivityTime alone is not waited for.
    */
   afterCommit(done: (error?: Error) => void): void {
     if (this.group.size === 0) done();
@@ -78,12 +105,66 @@ export class UnitOfWork {
     this.waiters = [];
     let failure: Error | undefined;
     try {
-      this.store.putMany([...group.keys()].map((id) => this.devices.require(id)));
+      const changes: RecordChange[] = [];
+      for (const [id, { parts }] of group) changes.push({ record: this.devices.require(id), parts });
+      this.store.write(changes);
+      this.written(changes);
     } catch (error) {
       failure = error instanceof Error ? error : new Error(String(error));
       // Nothing of the group is stored: memory goes back to what the store holds.
       for (const { stored } of group.values()) this.devices.put(stored);
     }
     for (const done of waiters) done(failure);
+  }
+
+  /** Writes everything still waiting: the group, then every lastActivityTime not yet stored. */
+  flush(): void {
+    this.commit();
+    clearTimeout(this.activityTimer);
+    this.activityTimer = undefined;
+    if (this.activity.size === 0) return;
+    const changes: RecordChange[] = [];
+    for (const id of this.activity) {
+      const record = this.devices.find(id);
+      if (record) changes.push({ record, parts: Part.ACTIVITY });
+    }
+    try {
+      this.store.write(changes);
+      this.activity.clear();
+    } catch {
+      // Kept for the next flush: the time is eventually consistent, and nothing waits for it.
+      this.scheduleActivityFlush();
+    }
+  }
+
+  /** The hub stops: everything waiting is written, and no flush is scheduled any more. */
+  close(): void {
+    this.flush();
+    this.closed = true;
+    clearTimeout(this.activityTimer);
+    this.activityTimer = undefined;
+  }
+
+  private activityChanged(deviceId: string): void {
+    this.activity.add(deviceId);
+    this.scheduleActivityFlush();
+  }
+
+  private scheduleActivityFlush(): void {
+    if (this.activityTimer || this.closed) return;
+    this.activityTimer = setTimeout(() => {
+      this.activityTimer = undefined;
+      this.flush();
+    }, this.activityFlushMs);
+    // A waiting flush never keeps the process alive; a clean stop flushes (see `flush`).
+    this.activityTimer.unref();
+  }
+
+  /** After a successful write: a written session row holds the device's current lastActivityTime too. */
+  private written(changes: readonly RecordChange[]): void {
+    if (this.activity.size === 0) return;
+    for (const { record, parts } of changes) {
+      if (parts & (Part.SESSION | Part.ACTIVITY)) this.activity.delete(record.deviceId);
+    }
   }
 }

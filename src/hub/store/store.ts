@@ -19,14 +19,24 @@ export const Part = {
   ALL: 31,
 } as const;
 
+/** One device's change to write: the record as it is now, and which of its parts changed (Part flags). */
+export interface RecordChange {
+  record: DeviceRecord;
+  parts: number;
+}
+
 /**
  * Persistence behind a small interface (as Azurite does): the registry keeps the live state in memory
  * and writes every change through here before it answers, so an acknowledged write is durable.
  */
 export interface Store {
+  /** Every device, put together from its rows. */
   loadAll(): DeviceRecord[];
-  put(record: DeviceRecord): void;
-  putMany(records: readonly DeviceRecord[]): void;
+  /**
+   * In one transaction, all or nothing: removes the `deleted` devices, then writes the changed parts of each
+   * record (a new device: Part.ALL). Throws when the transaction failed.
+   */
+  write(changes: readonly RecordChange[], deleted?: readonly string[]): void;
   delete(deviceId: string): void;
   close(): void;
 }

@@ -199,13 +199,10 @@ class MetaStamp {
   }
 }
 
-function sectionSize(props: Record<string, unknown>): number {
-  return Buffer.byteLength(JSON.stringify(props));
-}
-
-function checkSize(name: SectionName, props: Record<string, unknown>): void {
+/** Throws unless `json`, a section's properties as JSON text, is within the section's limit. */
+function checkSize(name: SectionName, json: string): void {
   const limit = LIMITS.sectionBytes[name];
-  const size = sectionSize(props);
+  const size = Buffer.byteLength(json);
   if (size > limit) {
     throw errors.badRequest(
       `The ${name} section would be ${size} bytes, over IoT Hub's limit of ${limit / 1024} KB; nothing was written`,
@@ -264,7 +261,7 @@ export function applyChange(twin: TwinState, change: TwinChange, now: string): T
     const fresh = change.replace || change.clear?.includes("tags");
     next.tags = fresh ? (stripNulls(change.tags) as Record<string, unknown>) : cloneJson(twin.tags);
     if (!fresh) mergeInto(next.tags, {}, change.tags, new MetaStamp(now, undefined));
-    checkSize("tags", next.tags);
+    checkSize("tags", JSON.stringify(next.tags));
     changed = true;
   }
   for (const name of ["desired", "reported"] as const) {
@@ -280,11 +277,32 @@ export function applyChange(twin: TwinState, change: TwinChange, now: string): T
     const stamp = new MetaStamp(now, name === "desired" ? section.version : undefined);
     Object.assign(section.meta, stamp.node());
     mergeInto(section.props, section.meta, patch, stamp);
-    checkSize(name, section.props);
+    const json = JSON.stringify(section.props);
+    checkSize(name, json);
+    propsJson.set(section, json);
     changed = true;
   }
   if (changed) next.version += 1;
   return next;
+}
+
+/**
+ * The JSON text of a section's properties, as applyChange made it for the size check, until the store takes it
+ * (sectionJson): a patch's properties are serialised once. Sections are never changed in place, so the text stays
+ * true to its section; it is not a property of the section, so it is never part of a record's JSON.
+ */
+const propsJson = new WeakMap<SectionState, string>();
+
+/**
+ * A section as the store keeps it: `{"version":N,"props":{...},"meta":{...}}`, with the properties' text from the
+ * size check when there is one. That text is then dropped: kept, it would double the memory of every twin's
+ * properties.
+ */
+export function sectionJson(s: SectionState): string {
+  let props = propsJson.get(s);
+  if (props === undefined) props = JSON.stringify(s.props);
+  else propsJson.delete(s);
+  return `{"version":${s.version},"props":${props},"meta":${JSON.stringify(s.meta)}}`;
 }
 
 /** IoT Hub's twin etags look like base64 of an 8-byte counter ("AAAAAAAAAAE="). */
