@@ -16,6 +16,8 @@ class RecordingStore implements Store {
   readonly twins = new Map<string, { version: number; tags: string; desired: string; reported: string }>();
   readonly sessions = new Map<string, string>();
   readonly transactions: string[][] = [];
+  /** Writes of a reported section that came with its properties' text already made (checked to be right). */
+  reportedTexts = 0;
   failNext = false;
   loadAll(): DeviceRecord[] {
     return [...this.identities.keys()].map((id) => this.stored(id)!);
@@ -30,20 +32,28 @@ class RecordingStore implements Store {
       for (const rows of [this.identities, this.twins, this.sessions]) rows.delete(id);
       transaction.push(`-${id}`);
     }
-    for (const { record: r, parts } of changes) {
+    for (const { record: r, parts, texts } of changes) {
       const id = r.deviceId;
+      if (texts?.reported !== undefined && parts & (Part.TWIN | Part.REPORTED)) {
+        expect(texts.reported).toBe(JSON.stringify(r.twin.reported.props));
+        this.reportedTexts++;
+      }
       if (parts & Part.IDENTITY) this.identities.set(id, JSON.stringify(identityOf(r)));
       if (parts & Part.TWIN) {
         const { version, tags, desired, reported } = r.twin;
         this.twins.set(id, {
           version,
           tags: JSON.stringify(tags),
-          desired: sectionJson(desired),
-          reported: sectionJson(reported),
+          desired: sectionJson(desired, texts?.desired),
+          reported: sectionJson(reported, texts?.reported),
         });
       } else if (parts & Part.REPORTED) {
         const row = this.twins.get(id)!;
-        this.twins.set(id, { ...row, version: r.twin.version, reported: sectionJson(r.twin.reported) });
+        this.twins.set(id, {
+          ...row,
+          version: r.twin.version,
+          reported: sectionJson(r.twin.reported, texts?.reported),
+        });
       }
       if (parts & (Part.SESSION | Part.ACTIVITY)) this.sessions.set(id, JSON.stringify(sessionOf(r)));
       transaction.push(`${id}:${partNames(parts)}`);
@@ -109,8 +119,10 @@ describe("group commit of device-side changes", () => {
     expect(answered).toEqual([]);
     expect(store.transactions).toEqual([]);
     await turn();
-    // A reported patch writes its twin's reported section only; a's connection writes its session row.
+    // A reported patch writes its twin's reported section only, with the properties' text its size check made;
+    // a's connection writes its session row.
     expect(store.transactions).toEqual([["a:reported+session", "b:reported", "c:reported"]]);
+    expect(store.reportedTexts).toBe(3);
     expect(answered).toEqual(['a:ok:{"n":"a"}', 'b:ok:{"n":"b"}', 'c:ok:{"n":"c"}']);
     // Nothing waiting: answered at once.
     let now = false;

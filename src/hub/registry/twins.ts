@@ -1,7 +1,14 @@
 import { Part } from "../store/store.js";
 import { twinChangeOf } from "../twin/body.js";
 import type { DeviceRecord } from "../twin/device.js";
-import { applyChange, diffPatch, renderTwin, type TwinChange, twinEtag } from "../twin/twin.js";
+import {
+  applyChange,
+  diffPatch,
+  renderTwin,
+  type SectionTexts,
+  type TwinChange,
+  twinEtag,
+} from "../twin/twin.js";
 import type { TwinDocument } from "../twin/types.js";
 import type { Timestamps } from "./clock.js";
 import type { Devices } from "./devices.js";
@@ -49,10 +56,11 @@ export class Twins {
   changeTwin(deviceId: string, change: TwinChange, ifMatch: EtagCondition | undefined): TwinDocument {
     const current = this.devices.require(deviceId);
     if (ifMatch !== undefined) checkEtag(ifMatch, twinEtag(current.twin.version), "twin");
-    const twin = applyChange(current.twin, change, this.time.now());
+    const texts: SectionTexts = {};
+    const twin = applyChange(current.twin, change, this.time.now(), texts);
     if (twin.version === current.twin.version) return this.twin(deviceId);
     const next = { ...current, twin };
-    this.work.save([{ record: next, parts: Part.TWIN }]);
+    this.work.save([{ record: next, parts: Part.TWIN, texts }]);
     this.pushDesired(current, next, change);
     return this.twin(deviceId);
   }
@@ -77,8 +85,10 @@ export class Twins {
   updateReported(deviceId: string, patch: unknown): number {
     const current = this.devices.require(deviceId);
     const now = this.time.now();
-    const twin = applyChange(current.twin, { reported: patch as Record<string, unknown> }, now);
-    this.work.stage({ ...current, twin, lastActivityTime: now }, Part.REPORTED | Part.ACTIVITY);
+    // The size check's text of the properties is what the store writes: they are serialised once.
+    const texts: SectionTexts = {};
+    const twin = applyChange(current.twin, { reported: patch as Record<string, unknown> }, now, texts);
+    this.work.stage({ ...current, twin, lastActivityTime: now }, Part.REPORTED | Part.ACTIVITY, texts);
     return twin.reported.version;
   }
 

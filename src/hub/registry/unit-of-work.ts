@@ -1,8 +1,18 @@
 import { Part, type RecordChange, type Store } from "../store/store.js";
-import type { DeviceRecord } from "../twin/device.js";
+import type { DeviceRecord, TwinState } from "../twin/device.js";
+import type { SectionTexts } from "../twin/twin.js";
 import type { Devices } from "./devices.js";
 
 export { Part } from "../store/store.js";
+
+interface Pending {
+  parts: number;
+  /** The record as the store has it, for a rollback. */
+  stored: DeviceRecord;
+  /** The JSON text the last staged twin change made, and the twin it made it for. */
+  texts: SectionTexts | undefined;
+  textsOf: TwinState | undefined;
+}
 
 /**
  * lastActivityTime is written at the latest this long after it changed (see UnitOfWork).
@@ -31,7 +41,7 @@ export const ACTIVITY_FLUSH_MS = 30_000;
  */
 export class UnitOfWork {
   /** Devices changed since the last commit: the parts changed, and the record as the store still has it. */
-  private group = new Map<string, { parts: number; stored: DeviceRecord }>();
+  private group = new Map<string, Pending>();
   private waiters: Array<(error?: Error) => void> = [];
   private scheduled = false;
   /** Devices whose lastActivityTime in memory is newer than the stored one. */
@@ -45,17 +55,27 @@ export class UnitOfWork {
     private readonly activityFlushMs = ACTIVITY_FLUSH_MS,
   ) {}
 
-  /** A device-side change of an existing device: in memory now, in the store with the next group commit. */
-  stage(record: DeviceRecord, parts: number): void {
+  /**
+   * A device-side change of an existing device: in memory now, in the store with the next group commit. `texts`:
+   * the JSON its twin change made already (see SectionTexts).
+   */
+  stage(record: DeviceRecord, parts: number, texts?: SectionTexts): void {
     const id = record.deviceId;
     if (parts & Part.ACTIVITY) {
       this.activityChanged(id);
       parts &= ~Part.ACTIVITY;
     }
     if (parts !== 0) {
-      const pending = this.group.get(id);
+      let pending = this.group.get(id);
       if (pending) pending.parts |= parts;
-      else this.group.set(id, { parts, stored: this.devices.require(id) });
+      else {
+        pending = { parts, stored: this.devices.require(id), texts: undefined, textsOf: undefined };
+        this.group.set(id, pending);
+      }
+      if (texts) {
+        pending.texts = texts;
+        pending.textsOf = record.twin;
+      }
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => {
@@ -106,7 +126,11 @@ export class UnitOfWork {
     let failure: Error | undefined;
     try {
       const changes: RecordChange[] = [];
-      for (const [id, { parts }] of group) changes.push({ record: this.devices.require(id), parts });
+      for (const [id, { parts, texts, textsOf }] of group) {
+        const record = this.devices.require(id);
+        // The texts of the last twin change staged, if the twin is still that one.
+        changes.push({ record, parts, texts: record.twin === textsOf ? texts : undefined });
+      }
       this.store.write(changes);
       this.written(changes);
     } catch (error) {

@@ -59,14 +59,20 @@ export class SqliteStore implements Store {
     );
     this.transaction = this.db.transaction((changes: readonly RecordChange[], deleted: readonly string[]) => {
       for (const id of deleted) for (const remove of removals) remove.run(id);
-      for (const { record: r, parts } of changes) {
+      for (const { record: r, parts, texts } of changes) {
         const id = r.deviceId;
+        const t = r.twin;
         if (parts & Part.IDENTITY) identity.run(id, JSON.stringify(identityOf(r)));
         if (parts & Part.TWIN) {
-          const t = r.twin;
-          twin.run(id, t.version, JSON.stringify(t.tags), sectionJson(t.desired), sectionJson(t.reported));
+          twin.run(
+            id,
+            t.version,
+            texts?.tags ?? JSON.stringify(t.tags),
+            sectionJson(t.desired, texts?.desired),
+            sectionJson(t.reported, texts?.reported),
+          );
         } else if (parts & Part.REPORTED) {
-          if (reported.run(r.twin.version, sectionJson(r.twin.reported), id).changes !== 1)
+          if (reported.run(t.version, sectionJson(t.reported, texts?.reported), id).changes !== 1)
             throw new Error(`no twin stored for device ${id}`);
         }
         if (parts & (Part.SESSION | Part.ACTIVITY)) session.run(id, JSON.stringify(sessionOf(r)));

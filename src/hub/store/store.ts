@@ -1,4 +1,5 @@
 import type { DeviceRecord } from "../twin/device.js";
+import type { SectionTexts } from "../twin/twin.js";
 
 /**
  * The parts of a device record, as bit flags: what a change touched, and so what a write stores. Each part has
@@ -23,6 +24,8 @@ export const Part = {
 export interface RecordChange {
   record: DeviceRecord;
   parts: number;
+  /** The JSON text of the record's tags or sections' properties, when the change made it already (applyChange). */
+  texts?: SectionTexts;
 }
 
 /**

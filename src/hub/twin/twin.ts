@@ -248,12 +248,28 @@ export interface TwinChange {
 }
 
 /**
+ * The JSON text of the tags and properties of each section a change set, as its size check made them, for the
+ * store to reuse: a reported patch's properties are then serialised once. Kept only until the change is written
+ * (keeping it with the twin would double the memory of every twin's properties).
+ */
+export interface SectionTexts {
+  tags?: string;
+  desired?: string;
+  reported?: string;
+}
+
+/**
  * Computes the twin after a change without touching the original: either the whole change applies or,
  * on any validation or size error, none of it (the caller stores the returned state only on success).
  * Twin states are never changed in place, so the sections a change does not touch are shared with the
- * original; only the ones it changes are copied.
+ * original; only the ones it changes are copied. `texts`, when given, receives the JSON text of what changed.
  */
-export function applyChange(twin: TwinState, change: TwinChange, now: string): TwinState {
+export function applyChange(
+  twin: TwinState,
+  change: TwinChange,
+  now: string,
+  texts?: SectionTexts,
+): TwinState {
   const next: TwinState = { ...twin };
   let changed = false;
   if (change.tags !== undefined) {
@@ -261,7 +277,9 @@ export function applyChange(twin: TwinState, change: TwinChange, now: string): T
     const fresh = change.replace || change.clear?.includes("tags");
     next.tags = fresh ? (stripNulls(change.tags) as Record<string, unknown>) : cloneJson(twin.tags);
     if (!fresh) mergeInto(next.tags, {}, change.tags, new MetaStamp(now, undefined));
-    checkSize("tags", JSON.stringify(next.tags));
+    const json = JSON.stringify(next.tags);
+    checkSize("tags", json);
+    if (texts) texts.tags = json;
     changed = true;
   }
   for (const name of ["desired", "reported"] as const) {
@@ -279,7 +297,7 @@ export function applyChange(twin: TwinState, change: TwinChange, now: string): T
     mergeInto(section.props, section.meta, patch, stamp);
     const json = JSON.stringify(section.props);
     checkSize(name, json);
-    propsJson.set(section, json);
+    if (texts) texts[name] = json;
     changed = true;
   }
   if (changed) next.version += 1;
@@ -287,21 +305,11 @@ export function applyChange(twin: TwinState, change: TwinChange, now: string): T
 }
 
 /**
- * The JSON text of a section's properties, as applyChange made it for the size check, until the store takes it
- * (sectionJson): a patch's properties are serialised once. Sections are never changed in place, so the text stays
- * true to its section; it is not a property of the section, so it is never part of a record's JSON.
+ * A section as the store keeps it: `{"version":N,"props":{...},"meta":{...}}`. `props`, when given, is the
+ * properties' JSON text already made (by applyChange's size check, see SectionTexts), so that a patch's properties
+ * are serialised once.
  */
-const propsJson = new WeakMap<SectionState, string>();
-
-/**
- * A section as the store keeps it: `{"version":N,"props":{...},"meta":{...}}`, with the properties' text from the
- * size check when there is one. That text is then dropped: kept, it would double the memory of every twin's
- * properties.
- */
-export function sectionJson(s: SectionState): string {
-  let props = propsJson.get(s);
-  if (props === undefined) props = JSON.stringify(s.props);
-  else propsJson.delete(s);
+export function sectionJson(s: SectionState, props = JSON.stringify(s.props)): string {
   return `{"version":${s.version},"props":${props},"meta":${JSON.stringify(s.meta)}}`;
 }
 
