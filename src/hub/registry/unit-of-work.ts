@@ -3,8 +3,6 @@ import type { DeviceRecord, TwinState } from "../twin/device.js";
 import type { SectionTexts } from "../twin/twin.js";
 import type { Devices } from "./devices.js";
 
-export { Part } from "../store/store.js";
-
 interface Pending {
   parts: number;
   /** The record as the store has it, for a rollback. */
@@ -14,9 +12,7 @@ interface Pending {
   textsOf: TwinState | undefined;
 }
 
-/**
- * lastActivityTime is written at the latest this long after it changed (see UnitOfWork).
- */
+/** lastActivityTime is written at the latest this long after it changed (see UnitOfWork). */
 export const ACTIVITY_FLUSH_MS = 30_000;
 
 /**
