@@ -16,9 +16,9 @@ import { join } from "node:path";
 import { createServer } from "node:tls";
 import { Aedes } from "aedes";
 import { startHub, TUTORIAL_DEVICE } from "../src/hub/index.js";
-import { DeviceRegistry } from "../src/hub/registry.js";
+import { DeviceRegistry } from "../src/hub/registry/registry.js";
 import { SqliteStore } from "../src/hub/store/sqlite.js";
-import type { Store } from "../src/hub/store/store.js";
+import type { RecordChange, Store } from "../src/hub/store/store.js";
 import { ensureCertificates } from "../src/hub/tls/certs.js";
 import type { DeviceRecord } from "../src/hub/twin/device.js";
 import { deviceId, reportedFor, tagsFor } from "./dataset.js";
@@ -111,25 +111,29 @@ function serve(info: ServerInfo, connected: () => number, stop: () => Promise<vo
   send({ ready: info });
 }
 
-/** Collects the registry's writes (the last one of each device wins) and stores them in one transaction per batch. */
+/**
+ * Collects the registry's writes (per device, the last record and every part written) and stores them in one
+ * transaction per batch.
+ */
 class BatchingStore implements Store {
-  private pending = new Map<string, DeviceRecord>();
+  private pending = new Map<string, RecordChange>();
   constructor(private readonly inner: SqliteStore) {}
   loadAll(): DeviceRecord[] {
     return this.inner.loadAll();
   }
-  put(record: DeviceRecord): void {
-    this.pending.set(record.deviceId, record);
-  }
-  putMany(records: readonly DeviceRecord[]): void {
-    for (const r of records) this.pending.set(r.deviceId, r);
+  write(changes: readonly RecordChange[], deleted: readonly string[] = []): void {
+    for (const id of deleted) this.delete(id);
+    for (const { record, parts } of changes) {
+      const before = this.pending.get(record.deviceId)?.parts ?? 0;
+      this.pending.set(record.deviceId, { record, parts: before | parts });
+    }
   }
   delete(id: string): void {
     this.flush();
     this.inner.delete(id);
   }
   flush(): void {
-    this.inner.putMany([...this.pending.values()]);
+    this.inner.write([...this.pending.values()]);
     this.pending.clear();
   }
   close(): void {
@@ -142,7 +146,7 @@ async function seed({ dataDir, count, prefix, key }: SeedArgs): Promise<void> {
   const store = new BatchingStore(new SqliteStore(dataDir));
   const registry = new DeviceRegistry(store);
   // What startHub does for an empty store, so that the hub on this directory looks like any other.
-  registry.create(TUTORIAL_DEVICE.deviceId, {
+  registry.identities.create(TUTORIAL_DEVICE.deviceId, {
     authentication: {
       symmetricKey: { primaryKey: TUTORIAL_DEVICE.primaryKey, secondaryKey: TUTORIAL_DEVICE.secondaryKey },
     },
@@ -156,15 +160,16 @@ async function seed({ dataDir, count, prefix, key }: SeedArgs): Promise<void> {
         input: { authentication: { symmetricKey: { primaryKey: key, secondaryKey: key } } },
       });
     }
-    registry.createMany(inputs);
+    registry.identities.createMany(inputs);
     for (let i = first; i < Math.min(count, first + batch); i++) {
       const id = deviceId(prefix, i);
-      registry.updateTwin(id, { tags: tagsFor(i) }, undefined, false);
+      registry.twins.updateTwin(id, { tags: tagsFor(i) }, undefined, false);
       const reported = reportedFor(i);
-      if (reported) registry.updateReported(id, reported);
+      if (reported) registry.twins.updateReported(id, reported);
     }
-    // Reported patches are group-committed by the registry: commit them, then write the batch.
-    registry.commit();
+    // Reported patches are group-committed by the registry (their lastActivityTime written lazily): write them
+    // all, then the batch.
+    registry.flush();
     store.flush();
   }
   store.close();

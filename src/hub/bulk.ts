@@ -1,7 +1,7 @@
 import { errors, HubError } from "./errors.js";
-import { checkDeviceId, type IdentityInput } from "./identity.js";
 import { ERROR_CODES } from "./protocol.js";
-import type { DeviceRegistry } from "./registry.js";
+import { checkDeviceId, type IdentityInput } from "./registry/identity-fields.js";
+import type { DeviceRegistry } from "./registry/registry.js";
 import { getOwn, isPlainObject, type TwinChange } from "./twin/twin.js";
 
 /**
@@ -169,36 +169,36 @@ function runOne(registry: DeviceRegistry, item: BulkItem): void {
   const exists = registry.find(id) !== undefined;
   switch (item.mode) {
     case "create":
-      registry.create(id, identity, twin);
+      registry.identities.create(id, identity, twin);
       return;
     case "update":
       registry.require(id);
-      registry.update(id, identity, "*", twin);
+      registry.identities.update(id, identity, "*", twin);
       return;
     case "updateIfMatchETag":
       registry.require(id);
-      registry.update(id, identity, needEtag(item.eTag, "eTag"), twin);
+      registry.identities.update(id, identity, needEtag(item.eTag, "eTag"), twin);
       return;
     case "createOrUpdate":
-      if (exists) registry.update(id, identity, "*", twin);
-      else registry.create(id, identity, twin);
+      if (exists) registry.identities.update(id, identity, "*", twin);
+      else registry.identities.create(id, identity, twin);
       return;
     case "createOrUpdateIfMatchETag":
-      if (exists) registry.update(id, identity, needEtag(item.eTag, "eTag"), twin);
-      else registry.create(id, identity, twin);
+      if (exists) registry.identities.update(id, identity, needEtag(item.eTag, "eTag"), twin);
+      else registry.identities.create(id, identity, twin);
       return;
     case "delete":
-      registry.delete(id, "*");
+      registry.identities.delete(id, "*");
       return;
     case "deleteIfMatchETag":
       registry.require(id);
-      registry.delete(id, needEtag(item.eTag, "eTag"));
+      registry.identities.delete(id, needEtag(item.eTag, "eTag"));
       return;
     case "updateTwin":
     case "updateTwinIfMatchETag": {
       registry.require(id);
       const ifMatch = item.mode === "updateTwin" ? undefined : needEtag(item.twinETag, "twinETag");
-      if (twin) registry.changeTwin(id, twin, ifMatch);
+      if (twin) registry.twins.changeTwin(id, twin, ifMatch);
       return;
     }
   }

@@ -1,7 +1,7 @@
 import { constants } from "node:fs";
 import { mkdir, open, readFile, rm } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
-import { checkDeviceId } from "./identity.js";
+import { checkDeviceId } from "./registry/identity-fields.js";
 import {
   caSignedDeviceCertificate,
   certificateAuthority,

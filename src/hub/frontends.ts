@@ -9,7 +9,7 @@ import { perKeyLimit } from "./log.js";
 import { MethodInvoker } from "./methods/invoker.js";
 import type { MqttFrontend } from "./mqtt/broker.js";
 import type { TelemetryMessage } from "./mqtt/telemetry.js";
-import type { DeviceRegistry } from "./registry.js";
+import type { DeviceRegistry } from "./registry/registry.js";
 import type { RestOptions } from "./rest/server.js";
 import type { Throttle } from "./throttle/index.js";
 

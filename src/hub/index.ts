@@ -22,7 +22,7 @@ import { lazyFrontends } from "./frontends.js";
 import { createTlsListener } from "./listener.js";
 import { escapeForLog } from "./log.js";
 import { AMQP } from "./protocol.js";
-import { DeviceRegistry } from "./registry.js";
+import { DeviceRegistry } from "./registry/registry.js";
 import { removeHolder, writeHolder } from "./store/lock.js";
 import { SqliteStore } from "./store/sqlite.js";
 import { createThrottle, type ThrottleLimits, TIERS, type Tier } from "./throttle/index.js";
@@ -173,26 +173,16 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     return ports.includes(Number(m[2])) || amqpPorts.includes(Number(m[2]));
   };
 
-  // Hooks are wired after both sides exist: the registry tells MQTT about desired changes and revocations.
-  let frontends: ReturnType<typeof lazyFrontends> | undefined;
-  let delayed: DelayedTwinSource | undefined;
-  let c2d: CloudToDeviceQueue | undefined;
-  const registry = new DeviceRegistry(store, {
-    desiredChanged: (id, patch, version) => frontends?.mqtt?.pushDesired(id, patch, version),
-    deviceRevoked: (id) => {
-      frontends?.mqtt?.disconnect(id);
-      // Deleted (not only disabled or re-keyed): its cloud-to-device queue and unread feedback go with it.
-      if (!registry.find(id)) c2d?.purgeDevice(id);
-    },
-    recordChanged: (id, before) => delayed?.recordChanged(id, before),
-  });
-  if (queryDelayMs > 0) delayed = new DelayedTwinSource(registry, queryDelayMs);
+  const registry = new DeviceRegistry(store);
+  // Queries lag writes from the first one on (the tutorial device below included).
+  const delayed = queryDelayMs > 0 ? new DelayedTwinSource(registry, queryDelayMs) : undefined;
+  if (delayed) registry.on("recordChanged", (id, before) => delayed.recordChanged(id, before));
   const throttle = options.throttle ? createThrottle({ limits: options.throttle }) : undefined;
   // The tutorial device gets the public development key only alongside the public development policies; with
   // your own policies (--keys-file) it gets generated keys, and a key left public by an earlier run is replaced.
   const devKeys = policies === DEV_POLICIES;
   if (registry.size === 0) {
-    registry.create(
+    registry.identities.create(
       TUTORIAL_DEVICE.deviceId,
       devKeys
         ? {
@@ -214,7 +204,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
       (publicKeys.includes(tutorial.primaryKey) || publicKeys.includes(tutorial.secondaryKey))
     ) {
       const fresh = (key: string) => (publicKeys.includes(key) ? randomBytes(32).toString("base64") : key);
-      registry.update(
+      registry.identities.update(
         TUTORIAL_DEVICE.deviceId,
         {
           authentication: {
@@ -239,7 +229,7 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     generationIdOf: (id) => registry.find(id)?.generationId ?? "",
   });
   // Cloud-to-device messages: durable per-device queues and feedback (c2d/), reaching devices through the MQTT
-  // front end once it is loaded.
+  // front end once it is loaded (the channel is asked for only on a delivery, once the front ends below exist).
   const c2dStore = new C2dStore(store.database);
   const feedback = new FeedbackQueue(c2dStore, {
     hubName: name.split(".")[0],
@@ -249,14 +239,13 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   const queue = new CloudToDeviceQueue(
     c2dStore,
     feedback,
-    () => frontends?.mqtt?.devicebound,
+    () => frontends.mqtt?.devicebound,
     (id) => registry.find(id)?.generationId ?? "",
     log,
     options.cloudToDevice,
   );
-  c2d = queue;
   registry.cloudToDeviceCount = (id) => queue.depth(id);
-  frontends = lazyFrontends({
+  const frontends = lazyFrontends({
     registry,
     authorizer,
     gate,
@@ -267,6 +256,13 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
     // AMQP over WebSockets (called only on an upgrade, once the server below exists).
     amqp: (stream) => amqp.handle(stream),
     cloudToDevice: queue,
+  });
+  // The registry tells the device front end about desired changes and revocations.
+  registry.on("desiredChanged", (id, patch, version) => frontends.mqtt?.pushDesired(id, patch, version));
+  registry.on("deviceRevoked", (id) => {
+    frontends.mqtt?.disconnect(id);
+    // Deleted (not only disabled or re-keyed): its cloud-to-device queue and unread feedback go with it.
+    if (!registry.find(id)) queue.purgeDevice(id);
   });
   const { targets: deviceAndRestTargets } = frontends;
   // AMQP (rhea loads on the first AMQP connection, like the other front ends): $cbs and the built-in endpoint.
@@ -296,13 +292,13 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
   const listeners: Array<ReturnType<typeof createTlsListener>> = [];
   const close = async () => {
     // Direct method calls waiting for devices are answered (503) before the connections drop.
-    await frontends?.closeMethods();
+    await frontends.closeMethods();
     await Promise.all(listeners.map((l) => l.close()));
     amqpPortWs.close();
     amqp.close();
-    await frontends?.close();
-    // Device-side changes still waiting for their group commit (the last disconnections) are kept.
-    registry.commit();
+    await frontends.close();
+    // Device-side changes still waiting (the last disconnections, lastActivityTimes not yet written) are kept.
+    registry.close();
     events.close();
     queue.close();
     feedback.close();
@@ -409,10 +405,10 @@ export async function startHub(options: HubOptions = {}): Promise<RunningHub> {
         "",
       ].join("\n"),
     get connectedDevices() {
-      return frontends?.mqtt?.connectedCount ?? 0;
+      return frontends.mqtt?.connectedCount ?? 0;
     },
     get pendingMethods() {
-      return frontends?.pendingMethods ?? 0;
+      return frontends.pendingMethods;
     },
     stop: () => {
       stopped ??= close();

@@ -5,9 +5,9 @@ import { DEV_POLICIES } from "../../src/hub/auth/credentials.js";
 import { makeToken } from "../../src/hub/auth/sas.js";
 import { createMqttFrontend, type MqttFrontend } from "../../src/hub/mqtt/broker.js";
 import type { TelemetryMessage } from "../../src/hub/mqtt/telemetry.js";
-import { DeviceRegistry } from "../../src/hub/registry.js";
+import { DeviceRegistry } from "../../src/hub/registry/registry.js";
 import { SqliteStore } from "../../src/hub/store/sqlite.js";
-import type { DeviceRecord } from "../../src/hub/twin/device.js";
+import type { RecordChange } from "../../src/hub/store/store.js";
 import { mqttPacket as P } from "./mqtt-raw.js";
 import { eventually } from "./support.js";
 
@@ -22,13 +22,9 @@ const HOST = "localhost:1";
 /** A store whose writes can be made to fail (a full disk). */
 class FlakyStore extends SqliteStore {
   failing = false;
-  override putMany(records: readonly DeviceRecord[]): void {
+  override write(changes: readonly RecordChange[], deleted?: readonly string[]): void {
     if (this.failing) throw new Error("disk full");
-    super.putMany(records);
-  }
-  override put(record: DeviceRecord): void {
-    if (this.failing) throw new Error("disk full");
-    super.put(record);
+    super.write(changes, deleted);
   }
 }
 
@@ -84,7 +80,9 @@ describe("MQTT front end in-process", () => {
   async function setup() {
     const store = new FlakyStore(undefined);
     const registry = new DeviceRegistry(store);
-    registry.create("d1", { authentication: { symmetricKey: { primaryKey: KEY, secondaryKey: KEY } } });
+    registry.identities.create("d1", {
+      authentication: { symmetricKey: { primaryKey: KEY, secondaryKey: KEY } },
+    });
     const authorizer = new Authorizer(
       DEV_POLICIES,
       (h) => h === HOST,

@@ -7,6 +7,7 @@ import { TUTORIAL_DEVICE } from "../../src/hub/auth/credentials.js";
 import { type RunningHub, startHub } from "../../src/hub/index.js";
 import { QUERY_LIMITS } from "../../src/hub/query/index.js";
 import { SqliteStore } from "../../src/hub/store/sqlite.js";
+import { Part } from "../../src/hub/store/store.js";
 import { type DeviceRecord, NEVER } from "../../src/hub/twin/device.js";
 import { emptyTwin } from "../../src/hub/twin/twin.js";
 import { registryFor } from "../hub/support.js";
@@ -99,7 +100,12 @@ describe("queries with a budget on a hub with 3,000 twins of 4 KB", () => {
     const huge = record(TWINS);
     huge.deviceId = "huge";
     huge.twin.tags = { big: BIG, big2: BIG }; // 8 KB: the tags limit
-    store.putMany([...Array.from({ length: TWINS }, (_, i) => record(i)), huge]);
+    store.write(
+      [...Array.from({ length: TWINS }, (_, i) => record(i)), huge].map((r) => ({
+        record: r,
+        parts: Part.ALL,
+      })),
+    );
     store.close();
     hub = await startHub({ port: 0, dataDir: dir, quiet: true });
     registry = registryFor(hub.serviceConnectionString, hub.caPem);

@@ -1,4 +1,5 @@
-import { compareIds, type DeviceRegistry } from "../registry.js";
+import { compareIds } from "../registry/devices.js";
+import type { DeviceRegistry } from "../registry/registry.js";
 import type { DeviceRecord } from "../twin/device.js";
 import { renderTwin } from "../twin/twin.js";
 import type { TwinDocument, TwinSource } from "../twin/types.js";
@@ -31,7 +32,7 @@ export class DelayedTwinSource implements TwinSource {
     this.granularityMs = Math.max(1, delayMs / 16);
   }
 
-  /** Registry hook: `deviceId`'s record is about to change; `before` is the record until now. */
+  /** On the registry's `recordChanged`: `deviceId`'s record is about to change; `before` is the record so far. */
   recordChanged(deviceId: string, before: DeviceRecord | undefined): void {
     const t = this.now();
     this.prune(t);

@@ -1,7 +1,7 @@
 import type { Client } from "aedes";
 import type { createDownstream } from "../mqtt/downstream.js";
 import { TOPICS } from "../protocol.js";
-import type { DeviceRegistry } from "../registry.js";
+import type { DeviceRegistry } from "../registry/registry.js";
 import type { MethodChannel, MethodEvents } from "./channel.js";
 import { RID_MAX_LENGTH } from "./limits.js";
 

@@ -7,7 +7,7 @@ import { perKeyLimit } from "../log.js";
 import type { MethodChannel, MethodEvents } from "../methods/channel.js";
 import { createMqttMethods } from "../methods/mqtt.js";
 import { CONNACK, TOPICS } from "../protocol.js";
-import type { DeviceRegistry } from "../registry.js";
+import type { DeviceRegistry } from "../registry/registry.js";
 import { connectRefusal } from "../throttle/hooks.js";
 import type { Throttle } from "../throttle/index.js";
 import { presentedChain } from "../tls/peer.js";
@@ -158,11 +158,11 @@ export async function createMqttFrontend(opts: {
       try {
         const delivery = deliveryOf(client.id, subscription.topic);
         if (delivery === "desiredUpdates")
-          registry.setSessionSubscription(client.id, "desiredSubscribed", true);
+          registry.sessions.setSessionSubscription(client.id, "desiredSubscribed", true);
         if (delivery === "twinResponses")
-          registry.setSessionSubscription(client.id, "twinResponsesSubscribed", true);
+          registry.sessions.setSessionSubscription(client.id, "twinResponsesSubscribed", true);
         if (delivery === "cloudToDevice") {
-          registry.setCloudToDeviceSubscription(client.id, true);
+          registry.sessions.setCloudToDeviceSubscription(client.id, true);
           devicebound.subscribed(client);
         }
         if (delivery) return done(null, subscription);
@@ -202,7 +202,7 @@ export async function createMqttFrontend(opts: {
             twin.handle(client, request.kind, request.rid, packet.payload);
             return done(null);
           case "telemetry": {
-            registry.touch(client.id);
+            registry.sessions.touch(client.id);
             const stored = opts.onTelemetry?.(
               telemetryMessage(client.id, packet.topic, packet.payload as Buffer, { retain, will }),
             );
@@ -268,17 +268,17 @@ export async function createMqttFrontend(opts: {
     "client",
     guarded("connect", (client: Client) => {
       if (!client.clean) return;
-      registry.setSessionSubscription(client.id, "desiredSubscribed", false);
-      registry.setSessionSubscription(client.id, "twinResponsesSubscribed", false);
-      registry.setSessionSubscription(client.id, "methodsSubscribed", false);
-      registry.setCloudToDeviceSubscription(client.id, false);
+      registry.sessions.setSessionSubscription(client.id, "desiredSubscribed", false);
+      registry.sessions.setSessionSubscription(client.id, "twinResponsesSubscribed", false);
+      registry.sessions.setSessionSubscription(client.id, "methodsSubscribed", false);
+      registry.sessions.setCloudToDeviceSubscription(client.id, false);
     }),
   );
   broker.on(
     "clientReady",
     guarded("connect", (client: Client) => {
       clients.set(client.id, client);
-      registry.setConnected(client.id, true);
+      registry.sessions.setConnected(client.id, true);
       const login = loginExpiry.get(client);
       if (login !== undefined) {
         loginMethod.set(client, login.method);
@@ -305,7 +305,7 @@ export async function createMqttFrontend(opts: {
     guarded("subscribe", (subs: Array<{ topic: string; qos: number }>, client: Client) => {
       if (client.closed) return;
       if (!subs.some((s) => s.topic === TOPICS.methodsFilter && s.qos !== 128)) return;
-      registry.setSessionSubscription(client.id, "methodsSubscribed", true);
+      registry.sessions.setSessionSubscription(client.id, "methodsSubscribed", true);
       opts.methods?.available(client.id);
     }),
   );
@@ -317,11 +317,12 @@ export async function createMqttFrontend(opts: {
       for (const filter of filters) {
         const delivery = deliveryOf(client.id, filter);
         if (delivery === "desiredUpdates")
-          registry.setSessionSubscription(client.id, "desiredSubscribed", false);
+          registry.sessions.setSessionSubscription(client.id, "desiredSubscribed", false);
         if (delivery === "twinResponses")
-          registry.setSessionSubscription(client.id, "twinResponsesSubscribed", false);
-        if (delivery === "methods") registry.setSessionSubscription(client.id, "methodsSubscribed", false);
-        if (delivery === "cloudToDevice") registry.setCloudToDeviceSubscription(client.id, false);
+          registry.sessions.setSessionSubscription(client.id, "twinResponsesSubscribed", false);
+        if (delivery === "methods")
+          registry.sessions.setSessionSubscription(client.id, "methodsSubscribed", false);
+        if (delivery === "cloudToDevice") registry.sessions.setCloudToDeviceSubscription(client.id, false);
       }
     }),
   );
@@ -332,7 +333,7 @@ export async function createMqttFrontend(opts: {
       devicebound.disconnected(client);
       if (clients.get(client.id) !== client) return;
       clients.delete(client.id);
-      registry.setConnected(client.id, false);
+      registry.sessions.setConnected(client.id, false);
       deviceLog(client.id, `MQTT ${client.id} disconnected`);
       opts.methods?.gone(client.id, replaced.has(client) ? "replaced" : "disconnected");
     }),

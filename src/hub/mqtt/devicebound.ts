@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import type { Aedes, Client } from "aedes";
 import type { ChannelEvents, DeviceReceiver, MessageChannel } from "../c2d/channel.js";
-import type { DeviceRegistry } from "../registry.js";
+import type { DeviceRegistry } from "../registry/registry.js";
 import type { createDownstream } from "./downstream.js";
 
 /**

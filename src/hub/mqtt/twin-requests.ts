@@ -1,7 +1,7 @@
 import type { Client } from "aedes";
 import { HubError, twinErrorBody } from "../errors.js";
 import { TOPICS } from "../protocol.js";
-import type { DeviceRegistry } from "../registry.js";
+import type { DeviceRegistry } from "../registry/registry.js";
 import { twinRequestRefusal } from "../throttle/hooks.js";
 import type { Throttle } from "../throttle/index.js";
 import { renderDeviceTwin } from "../twin/twin.js";
@@ -72,7 +72,7 @@ export function createTwinRequests(opts: {
           );
           return;
         }
-        const version = registry.updateReported(client.id, JSON.parse(payload.toString("utf8")));
+        const version = registry.twins.updateReported(client.id, JSON.parse(payload.toString("utf8")));
         registry.afterCommit((error) => {
           if (error) return refuse(client, what, rid, 500, "hub error", done);
           log(client.id, `MQTT ${client.id} reported patch -> $version ${version}`);

@@ -1,7 +1,8 @@
 import type { FastifyInstance } from "fastify";
 import { parseBulk, runBulk } from "../bulk.js";
 import { errors } from "../errors.js";
-import type { DeviceRegistry, IdentityInput } from "../registry.js";
+import type { IdentityInput } from "../registry/identity-fields.js";
+import type { DeviceRegistry } from "../registry/registry.js";
 import { type DeviceRecord, renderIdentity } from "../twin/device.js";
 import { type IdParams, ifMatchOf, NEEDS, unquoteEtag } from "./wire.js";
 
@@ -22,19 +23,19 @@ export function devicesRoutes(registry: DeviceRegistry) {
       const body = (req.body ?? {}) as IdentityInput;
       const record =
         ifMatch !== undefined
-          ? registry.update(req.params.id, body, ifMatch)
-          : registry.create(req.params.id, body);
+          ? registry.identities.update(req.params.id, body, ifMatch)
+          : registry.identities.create(req.params.id, body);
       return identity(record);
     });
     app.delete<IdParams>("/devices/:id", NEEDS.registryWrite, async (req, reply) => {
-      registry.delete(req.params.id, ifMatchOf(req) ?? "*");
+      registry.identities.delete(req.params.id, ifMatchOf(req) ?? "*");
       return reply.code(204).send();
     });
     app.get<{ Querystring: { top?: string } }>("/devices", NEEDS.registryRead, async (req) => {
       const top = req.query.top === undefined ? DEFAULT_TOP : Number(req.query.top);
       if (!Number.isInteger(top) || top < 1 || top > MAX_TOP)
         throw errors.badRequest(`top must be a whole number from 1 to ${MAX_TOP}`);
-      return registry.list(top).map(identity);
+      return registry.identities.list(top).map(identity);
     });
     // "Bulk Registry - Update Registry": per-device results in a BulkRegistryOperationResult (see bulk.ts).
     app.post("/devices", NEEDS.registryWrite, async (req) =>

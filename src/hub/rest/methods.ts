@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { errors } from "../errors.js";
 import type { MethodInvoker } from "../methods/invoker.js";
 import { parseMethodCall } from "../methods/request.js";
-import type { DeviceRegistry } from "../registry.js";
+import type { DeviceRegistry } from "../registry/registry.js";
 import { type IdParams, NEEDS } from "./wire.js";
 
 /**

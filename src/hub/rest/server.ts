@@ -6,7 +6,7 @@ import { errors, HubError } from "../errors.js";
 import type { MethodInvoker } from "../methods/invoker.js";
 import { API_VERSION, API_VERSIONS, HEADERS } from "../protocol.js";
 import { QueryError } from "../query/index.js";
-import type { DeviceRegistry } from "../registry.js";
+import type { DeviceRegistry } from "../registry/registry.js";
 import { restThrottleHook } from "../throttle/hooks.js";
 import type { Throttle } from "../throttle/index.js";
 import type { TwinSource } from "../twin/types.js";

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { HEADERS } from "../protocol.js";
-import type { DeviceRegistry } from "../registry.js";
+import type { DeviceRegistry } from "../registry/registry.js";
 import { twinChangeOf } from "../twin/body.js";
 import type { TwinDocument } from "../twin/types.js";
 import { type IdParams, ifMatchOf, NEEDS } from "./wire.js";
@@ -9,13 +9,19 @@ import { type IdParams, ifMatchOf, NEEDS } from "./wire.js";
 export function twinsRoutes(registry: DeviceRegistry) {
   return async (app: FastifyInstance) => {
     app.get<IdParams>("/twins/:id", NEEDS.serviceConnect, async (req, reply) =>
-      twinReply(reply, registry.twin(req.params.id)),
+      twinReply(reply, registry.twins.twin(req.params.id)),
     );
     app.patch<IdParams>("/twins/:id", NEEDS.serviceConnect, async (req, reply) =>
-      twinReply(reply, registry.changeTwin(req.params.id, twinChangeOf(req.body, false), ifMatchOf(req))),
+      twinReply(
+        reply,
+        registry.twins.changeTwin(req.params.id, twinChangeOf(req.body, false), ifMatchOf(req)),
+      ),
     );
     app.put<IdParams>("/twins/:id", NEEDS.serviceConnect, async (req, reply) =>
-      twinReply(reply, registry.changeTwin(req.params.id, twinChangeOf(req.body, true), ifMatchOf(req))),
+      twinReply(
+        reply,
+        registry.twins.changeTwin(req.params.id, twinChangeOf(req.body, true), ifMatchOf(req)),
+      ),
     );
   };
 }

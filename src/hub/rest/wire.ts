@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Permission } from "../auth/credentials.js";
 import { errors, type HubError } from "../errors.js";
 import { HEADERS } from "../protocol.js";
-import type { EtagCondition } from "../registry.js";
+import type { EtagCondition } from "../registry/etag.js";
 
 /**
  * Wire syntax of the REST API, in one place: headers in, typed values out, and IoT Hub's error responses.

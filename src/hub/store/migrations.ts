@@ -64,6 +64,49 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    description:
+      "devices split by concern: identities, twins (tags and each section apart) and sessions, so that a " +
+      "change writes only the row it changes (a reported patch: the twin's version and reported section)",
+    // Every devices row becomes one row in each table, with SQLite's JSON functions: `->` keeps JSON values as
+    // JSON (true stays true), and json_patch drops the nulls json_object makes of absent session fields, so they
+    // stay absent. A record without a twin, which no local-hub wrote, gets an empty one.
+    sql: `
+      CREATE TABLE identities (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE twins (
+        id TEXT PRIMARY KEY,
+        version INTEGER NOT NULL,
+        tags TEXT NOT NULL,
+        desired TEXT NOT NULL,
+        reported TEXT NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE sessions (id TEXT PRIMARY KEY, doc TEXT NOT NULL) WITHOUT ROWID;
+      INSERT INTO identities (id, doc)
+        SELECT id, json_remove(doc, '$.twin', '$.connectionState', '$.connectionStateUpdatedTime',
+          '$.lastActivityTime', '$.desiredSubscribed', '$.twinResponsesSubscribed', '$.methodsSubscribed',
+          '$.cloudToDeviceSubscribedAt')
+        FROM devices;
+      INSERT INTO twins (id, version, tags, desired, reported)
+        SELECT id,
+          coalesce(doc ->> '$.twin.version', 1),
+          coalesce(doc -> '$.twin.tags', '{}'),
+          coalesce(doc -> '$.twin.desired', '{"version":1,"props":{},"meta":{}}'),
+          coalesce(doc -> '$.twin.reported', '{"version":1,"props":{},"meta":{}}')
+        FROM devices;
+      INSERT INTO sessions (id, doc)
+        SELECT id, json_patch('{}', json_object(
+          'connectionState', doc -> '$.connectionState',
+          'connectionStateUpdatedTime', doc -> '$.connectionStateUpdatedTime',
+          'lastActivityTime', doc -> '$.lastActivityTime',
+          'desiredSubscribed', doc -> '$.desiredSubscribed',
+          'twinResponsesSubscribed', doc -> '$.twinResponsesSubscribed',
+          'methodsSubscribed', doc -> '$.methodsSubscribed',
+          'cloudToDeviceSubscribedAt', doc -> '$.cloudToDeviceSubscribedAt'))
+        FROM devices;
+      DROP TABLE devices;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

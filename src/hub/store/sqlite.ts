@@ -2,20 +2,22 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import type { DeviceRecord } from "../twin/device.js";
+import { sectionJson } from "../twin/twin.js";
 import { DataDirInUseError, isLockedError, readHolder } from "./lock.js";
 import { migrate } from "./migrations.js";
-import type { Store } from "./store.js";
+import { identityOf, recordOf, sessionOf } from "./rows.js";
+import { Part, type RecordChange, type Store } from "./store.js";
 
 /**
- * SQLite store, one row per device holding its identity and twin as JSON.
+ * SQLite store: each device's identity, twin and session in a row of their own (`identities`, `twins`,
+ * `sessions`; see migrations.ts), so a change writes only the parts it changed: a reported patch updates the
+ * twin's version and reported section, nothing else.
  * WAL with synchronous=NORMAL: a committed transaction is in the OS before the hub answers, so it survives
  * `kill -9` of the hub (not a power cut; pass `durability: "full"` for that).
  */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
-  private readonly upsert: Database.Statement;
-  private readonly remove: Database.Statement;
-  private readonly upsertMany: (records: readonly DeviceRecord[]) => void;
+  private readonly transaction: (changes: readonly RecordChange[], deleted: readonly string[]) => void;
 
   constructor(dataDir: string | undefined, durability: "normal" | "full" = "normal") {
     if (dataDir) {
@@ -41,12 +43,40 @@ export class SqliteStore implements Store {
     }
     // Numbered steps (migrations.ts): a directory of an older local-hub is upgraded in place.
     migrate(this.db);
-    this.upsert = this.db.prepare(
-      "INSERT INTO devices (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
+    const identity = this.db.prepare(
+      "INSERT INTO identities (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
     );
-    this.remove = this.db.prepare("DELETE FROM devices WHERE id = ?");
-    this.upsertMany = this.db.transaction((records: readonly DeviceRecord[]) => {
-      for (const r of records) this.upsert.run(r.deviceId, JSON.stringify(r));
+    const twin = this.db.prepare(
+      "INSERT INTO twins (id, version, tags, desired, reported) VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE " +
+        "SET version = excluded.version, tags = excluded.tags, desired = excluded.desired, reported = excluded.reported",
+    );
+    const reported = this.db.prepare("UPDATE twins SET version = ?, reported = ? WHERE id = ?");
+    const session = this.db.prepare(
+      "INSERT INTO sessions (id, doc) VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET doc = excluded.doc",
+    );
+    const removals = ["identities", "twins", "sessions"].map((table) =>
+      this.db.prepare(`DELETE FROM ${table} WHERE id = ?`),
+    );
+    this.transaction = this.db.transaction((changes: readonly RecordChange[], deleted: readonly string[]) => {
+      for (const id of deleted) for (const remove of removals) remove.run(id);
+      for (const { record: r, parts, texts } of changes) {
+        const id = r.deviceId;
+        const t = r.twin;
+        if (parts & Part.IDENTITY) identity.run(id, JSON.stringify(identityOf(r)));
+        if (parts & Part.TWIN) {
+          twin.run(
+            id,
+            t.version,
+            texts?.tags ?? JSON.stringify(t.tags),
+            sectionJson(t.desired, texts?.desired),
+            sectionJson(t.reported, texts?.reported),
+          );
+        } else if (parts & Part.REPORTED) {
+          if (reported.run(t.version, sectionJson(t.reported, texts?.reported), id).changes !== 1)
+            throw new Error(`no twin stored for device ${id}`);
+        }
+        if (parts & (Part.SESSION | Part.ACTIVITY)) session.run(id, JSON.stringify(sessionOf(r)));
+      }
     });
   }
 
@@ -59,22 +89,31 @@ export class SqliteStore implements Store {
     // Row by row: with 100,000 devices, holding every JSON text at once as well as the parsed records
     // would leave the hub's resident memory a hundred megabytes higher for good.
     const records: DeviceRecord[] = [];
-    for (const doc of this.db.prepare("SELECT doc FROM devices").pluck().iterate()) {
-      records.push(JSON.parse(doc as string));
+    const rows = this.db
+      .prepare(
+        "SELECT i.doc, t.version, t.tags, t.desired, t.reported, s.doc FROM identities i " +
+          "JOIN twins t ON t.id = i.id LEFT JOIN sessions s ON s.id = i.id",
+      )
+      .raw()
+      .iterate() as Iterable<[string, number, string, string, string, string | null]>;
+    for (const [identity, version, tags, desired, reported, session] of rows) {
+      records.push(
+        recordOf(
+          JSON.parse(identity),
+          { version, tags: JSON.parse(tags), desired: JSON.parse(desired), reported: JSON.parse(reported) },
+          session === null ? {} : JSON.parse(session),
+        ),
+      );
     }
     return records;
   }
 
-  put(record: DeviceRecord): void {
-    this.upsert.run(record.deviceId, JSON.stringify(record));
-  }
-
-  putMany(records: readonly DeviceRecord[]): void {
-    this.upsertMany(records);
+  write(changes: readonly RecordChange[], deleted: readonly string[] = []): void {
+    this.transaction(changes, deleted);
   }
 
   delete(deviceId: string): void {
-    this.remove.run(deviceId);
+    this.transaction([], [deviceId]);
   }
 
   close(): void {

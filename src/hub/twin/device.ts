@@ -1,4 +1,7 @@
-/** What the hub keeps per device: identity plus twin state. Stored as JSON, one row per device. */
+/**
+ * What the hub keeps per device in memory: identity, twin and session state. Stored in three rows, one per concern
+ * (identity, twin, session; see store/rows.ts).
+ */
 export interface DeviceRecord {
   deviceId: string;
   generationId: string;

@@ -199,13 +199,10 @@ class MetaStamp {
   }
 }
 
-function sectionSize(props: Record<string, unknown>): number {
-  return Buffer.byteLength(JSON.stringify(props));
-}
-
-function checkSize(name: SectionName, props: Record<string, unknown>): void {
+/** Throws unless `json`, a section's properties as JSON text, is within the section's limit. */
+function checkSize(name: SectionName, json: string): void {
   const limit = LIMITS.sectionBytes[name];
-  const size = sectionSize(props);
+  const size = Buffer.byteLength(json);
   if (size > limit) {
     throw errors.badRequest(
       `The ${name} section would be ${size} bytes, over IoT Hub's limit of ${limit / 1024} KB; nothing was written`,
@@ -251,12 +248,28 @@ export interface TwinChange {
 }
 
 /**
+ * The JSON text of the tags and properties of each section a change set, as its size check made them, for the
+ * store to reuse: a reported patch's properties are then serialised once. Kept only until the change is written
+ * (keeping it with the twin would double the memory of every twin's properties).
+ */
+export interface SectionTexts {
+  tags?: string;
+  desired?: string;
+  reported?: string;
+}
+
+/**
  * Computes the twin after a change without touching the original: either the whole change applies or,
  * on any validation or size error, none of it (the caller stores the returned state only on success).
  * Twin states are never changed in place, so the sections a change does not touch are shared with the
- * original; only the ones it changes are copied.
+ * original; only the ones it changes are copied. `texts`, when given, receives the JSON text of what changed.
  */
-export function applyChange(twin: TwinState, change: TwinChange, now: string): TwinState {
+export function applyChange(
+  twin: TwinState,
+  change: TwinChange,
+  now: string,
+  texts?: SectionTexts,
+): TwinState {
   const next: TwinState = { ...twin };
   let changed = false;
   if (change.tags !== undefined) {
@@ -264,7 +277,9 @@ export function applyChange(twin: TwinState, change: TwinChange, now: string): T
     const fresh = change.replace || change.clear?.includes("tags");
     next.tags = fresh ? (stripNulls(change.tags) as Record<string, unknown>) : cloneJson(twin.tags);
     if (!fresh) mergeInto(next.tags, {}, change.tags, new MetaStamp(now, undefined));
-    checkSize("tags", next.tags);
+    const json = JSON.stringify(next.tags);
+    checkSize("tags", json);
+    if (texts) texts.tags = json;
     changed = true;
   }
   for (const name of ["desired", "reported"] as const) {
@@ -280,11 +295,22 @@ export function applyChange(twin: TwinState, change: TwinChange, now: string): T
     const stamp = new MetaStamp(now, name === "desired" ? section.version : undefined);
     Object.assign(section.meta, stamp.node());
     mergeInto(section.props, section.meta, patch, stamp);
-    checkSize(name, section.props);
+    const json = JSON.stringify(section.props);
+    checkSize(name, json);
+    if (texts) texts[name] = json;
     changed = true;
   }
   if (changed) next.version += 1;
   return next;
+}
+
+/**
+ * A section as the store keeps it: `{"version":N,"props":{...},"meta":{...}}`. `props`, when given, is the
+ * properties' JSON text already made (by applyChange's size check, see SectionTexts), so that a patch's properties
+ * are serialised once.
+ */
+export function sectionJson(s: SectionState, props = JSON.stringify(s.props)): string {
+  return `{"version":${s.version},"props":${props},"meta":${JSON.stringify(s.meta)}}`;
 }
 
 /** IoT Hub's twin etags look like base64 of an 8-byte counter ("AAAAAAAAAAE="). */

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { TUTORIAL_DEVICE } from "../../../src/hub/auth/credentials.js";
 import { DelayedTwinSource } from "../../../src/hub/consistency/delayed-source.js";
-import { DeviceRegistry } from "../../../src/hub/registry.js";
+import { DeviceRegistry } from "../../../src/hub/registry/registry.js";
 import { SqliteStore } from "../../../src/hub/store/sqlite.js";
 import type { TwinDocument } from "../../../src/hub/twin/types.js";
 import { registryFor, startTestHub, twinOf } from "../support.js";
@@ -9,33 +9,31 @@ import { registryFor, startTestHub, twinOf } from "../support.js";
 /** A registry over an in-memory store whose changes feed a delayed view driven by a fake clock. */
 function setup(delayMs: number, maxEntries?: number) {
   let now = 1_000_000;
-  let view: DelayedTwinSource | undefined;
   const store = new SqliteStore(undefined);
-  const registry = new DeviceRegistry(store, {
-    recordChanged: (id, before) => view?.recordChanged(id, before),
-  });
-  view = new DelayedTwinSource(registry, delayMs, maxEntries, () => now);
-  const tags = (id: string) => (registry.twin(id).tags as { v?: number }).v;
+  const registry = new DeviceRegistry(store);
+  const view = new DelayedTwinSource(registry, delayMs, maxEntries, () => now);
+  registry.on("recordChanged", (id, before) => view.recordChanged(id, before));
+  const tags = (id: string) => (registry.twins.twin(id).tags as { v?: number }).v;
   const seen = () =>
-    [...view!.scan()].map((t: TwinDocument) => `${t.deviceId}:${(t.tags as { v?: number }).v ?? "-"}`);
+    [...view.scan()].map((t: TwinDocument) => `${t.deviceId}:${(t.tags as { v?: number }).v ?? "-"}`);
   return {
     registry,
-    view: view!,
+    view,
     store,
     tags,
     seen,
     advance: (ms: number) => {
       now += ms;
     },
-    patch: (id: string, v: number) => registry.updateTwin(id, { tags: { v } }, "*", false),
+    patch: (id: string, v: number) => registry.twins.updateTwin(id, { tags: { v } }, "*", false),
   };
 }
 
 describe("DelayedTwinSource", () => {
   it("shows each twin as it was delayMs ago; the registry itself stays current", () => {
     const s = setup(1000);
-    s.registry.create("a", {});
-    s.registry.create("b", {});
+    s.registry.identities.create("a", {});
+    s.registry.identities.create("b", {});
     // both were created just now: 1 s ago neither existed
     expect(s.seen()).toEqual([]);
     expect(s.view.size).toBe(0);
@@ -57,10 +55,10 @@ describe("DelayedTwinSource", () => {
 
   it("keeps showing a deleted device until the delay has passed, in deviceId order, and resumes after an id", () => {
     const s = setup(1000);
-    for (const id of ["a", "b", "c"]) s.registry.create(id, {});
+    for (const id of ["a", "b", "c"]) s.registry.identities.create(id, {});
     s.advance(1001);
-    s.registry.delete("b", "*");
-    s.registry.create("bb", {});
+    s.registry.identities.delete("b", "*");
+    s.registry.identities.create("bb", {});
     expect(s.seen()).toEqual(["a:-", "b:-", "c:-"]);
     expect(s.view.size).toBe(3);
     expect([...s.view.scan("a")].map((t) => t.deviceId)).toEqual(["b", "c"]);
@@ -73,7 +71,7 @@ describe("DelayedTwinSource", () => {
 
   it("stays bounded: close changes of one device coalesce, and the total is capped", () => {
     const s = setup(1600, 50);
-    s.registry.create("a", {});
+    s.registry.identities.create("a", {});
     s.advance(2000);
     // 1,000 patches 1 ms apart: the view keeps one entry per 100 ms (delay / 16) at most
     for (let i = 1; i <= 1000; i++) {
@@ -81,7 +79,7 @@ describe("DelayedTwinSource", () => {
       s.advance(1);
     }
     expect(s.view.rememberedChanges).toBeLessThanOrEqual(11);
-    for (let i = 0; i < 200; i++) s.registry.create(`d${i}`, {});
+    for (let i = 0; i < 200; i++) s.registry.identities.create(`d${i}`, {});
     expect(s.view.rememberedChanges).toBeLessThanOrEqual(50);
     // dropping entries early only makes the view newer: it never shows anything older than delayMs
     s.advance(1600);

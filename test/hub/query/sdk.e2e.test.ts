@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TUTORIAL_DEVICE } from "../../../src/hub/auth/credentials.js";
 import { startHub } from "../../../src/hub/index.js";
 import { SqliteStore } from "../../../src/hub/store/sqlite.js";
+import { Part } from "../../../src/hub/store/store.js";
 import type { DeviceRecord, SectionState } from "../../../src/hub/twin/device.js";
 import type { TwinDocument, TwinSection } from "../../../src/hub/twin/types.js";
 import { registryFor, sdkErrorOf } from "../support.js";
@@ -48,7 +49,7 @@ function toRecord(doc: TwinDocument): DeviceRecord {
 async function seededHub(twins: TwinDocument[]) {
   const dir = mkdtempSync(join(tmpdir(), "hub-query-"));
   const store = new SqliteStore(dir);
-  store.putMany(twins.map(toRecord));
+  store.write(twins.map((twin) => ({ record: toRecord(twin), parts: Part.ALL })));
   store.close();
   const hub = await startHub({ port: 0, dataDir: dir, quiet: true });
   return {

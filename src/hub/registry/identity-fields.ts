@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { isValidDeviceId } from "../shared/rules.js";
-import { isBase64Key } from "./auth/credentials.js";
-import { errors } from "./errors.js";
-import type { AuthType, DeviceRecord } from "./twin/device.js";
-import { isPlainObject } from "./twin/twin.js";
+import { isValidDeviceId } from "../../shared/rules.js";
+import { isBase64Key } from "../auth/credentials.js";
+import { errors } from "../errors.js";
+import type { AuthType, DeviceRecord } from "../twin/device.js";
+import { isPlainObject } from "../twin/twin.js";
 
 /**
  * Device identity fields as the registry accepts them ("Understand the identity registry in your IoT hub" >
