@@ -30,33 +30,37 @@ export interface LogLimit {
 /** What one device may log: 20 lines per 10 s, then one summary line when its next window opens. */
 export const DEVICE_LOG_LIMIT: LogLimit = { lines: 20, windowMs: 10_000, maxKeys: 10_000 };
 
+/** A log line, or a function that makes it: made only if the line is written (hot paths log this way). */
+export type LogLine = string | (() => string);
+
 /**
  * Wraps `log` so that each key (a device ID) gets at most `limit.lines` lines per window; the lines over it are
  * counted and reported in one line ("N lines about <key> suppressed") when the key logs again after its window.
+ * Keys are forgotten in the order their current window began once more than `limit.maxKeys` are remembered.
  */
 export function perKeyLimit(
   log: (line: string) => void,
   limit: LogLimit = DEVICE_LOG_LIMIT,
   now: () => number = Date.now,
-): (key: string, line: string) => void {
+): (key: string, line: LogLine) => void {
   const windows = new Map<string, { start: number; count: number; suppressed: number }>();
   return (key, line) => {
     const t = now();
     let w = windows.get(key);
     if (w && t - w.start >= limit.windowMs) {
       if (w.suppressed > 0) log(`${w.suppressed} more log lines about ${key} were suppressed`);
+      windows.delete(key);
       w = undefined;
     }
     if (!w) {
       w = { start: t, count: 0, suppressed: 0 };
       if (windows.size >= limit.maxKeys) windows.delete(windows.keys().next().value as string);
+      // Inserted when its window begins: the Map keeps keys in that order for the eviction above.
+      windows.set(key, w);
     }
-    // Re-inserting keeps the Map in least-recently-used order for the eviction above.
-    windows.delete(key);
-    windows.set(key, w);
     if (w.count < limit.lines) {
       w.count++;
-      log(line);
+      log(typeof line === "string" ? line : line());
     } else {
       w.suppressed++;
     }

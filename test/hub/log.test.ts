@@ -29,7 +29,7 @@ describe("log lines cannot be forged or flooded by clients", () => {
     t = 1000;
     log("a", "a again");
     expect(out.slice(4)).toEqual(["97 more log lines about a were suppressed", "a again"]);
-    // Beyond maxKeys the least recently used key is forgotten: the map stays bounded.
+    // Beyond maxKeys the key whose window began first is forgotten: the map stays bounded.
     log("c", "c 0");
     log("d", "d 0");
     expect(out.slice(-2)).toEqual(["c 0", "d 0"]);

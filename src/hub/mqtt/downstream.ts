@@ -1,6 +1,5 @@
 import type { Duplex } from "node:stream";
 import type { Client } from "aedes";
-import mqttPacket from "mqtt-packet";
 import { DRAIN_TIMEOUT_MS, MAX_UNSENT_BYTES } from "./limits.js";
 
 /**
@@ -61,8 +60,44 @@ export function createDownstream(
       );
       return;
     }
-    const frame = mqttPacket.generate({ cmd: "publish", topic, payload, qos: 0, retain: false, dup: false });
-    if (!writeFrame(client.conn, frame, written)) watchDrain(client);
+    queueFrame(client, publishFrame(topic, payload), written);
+  }
+
+  /**
+   * A QoS 0 PUBLISH goes to the socket as one frame (publishFrame), skipping aedes' `client.publish`: that path
+   * copies the packet twice, consults the forwarding hooks of a routed broker (the hub routes nothing, see routing.ts) and defers
+   * each message by a `setImmediate`, then writes it as four or five separate chunks. The frames of one turn to
+   * one connection leave in one write at the next tick (as mqtt-packet corks a stream until then), with one
+   * callback: each frame's `done` runs once that write is handed to the operating system, or failed (the
+   * connection is gone).
+   */
+  function queueFrame(client: Client, frame: Buffer, done: () => void): void {
+    const conn = client.conn as Duplex;
+    if (conn.destroyed || !conn.writable) {
+      done();
+      return;
+    }
+    let batch = batches.get(conn);
+    if (!batch) {
+      batch = { client, frames: [], dones: [] };
+      batches.set(conn, batch);
+      process.nextTick(flush, conn, batch);
+    }
+    batch.frames.push(frame);
+    batch.dones.push(done);
+  }
+
+  function flush(conn: Duplex, batch: Batch): void {
+    batches.delete(conn);
+    const { frames, dones } = batch;
+    const all = () => {
+      for (const done of dones) done();
+    };
+    if (conn.destroyed || !conn.writable) {
+      all();
+      return;
+    }
+    if (!conn.write(frames.length === 1 ? frames[0] : Buffer.concat(frames), all)) watchDrain(batch.client);
   }
 
   /** A socket that stays full for `drainTimeoutMs` closes its connection (limits.ts, DRAIN_TIMEOUT_MS). */
@@ -93,30 +128,42 @@ export function createDownstream(
 
 const draining = new WeakSet<Duplex>();
 
-/**
- * A QoS 0 PUBLISH goes to the socket as one frame built by mqtt-packet (the packet library aedes itself writes
- * with, MQTT 3.1.1 encoding as aedes uses), skipping aedes' `client.publish`: that path copies the packet twice,
- * consults the forwarding hooks of a routed broker (the hub routes nothing, see routing.ts) and defers each
- * message by a `setImmediate`, then writes it as four or five separate chunks. Frames written in the same turn
- * to one connection leave in one write: the socket is corked until the next tick, as mqtt-packet does.
- * `done` runs once the frame is handed to the operating system, or the write failed (the connection is gone).
- */
-function writeFrame(conn: Duplex, frame: Buffer, done: () => void): boolean {
-  if (conn.destroyed || !conn.writable) {
-    done();
-    return true;
-  }
-  if (!corked.has(conn)) {
-    corked.add(conn);
-    conn.cork();
-    process.nextTick(uncork, conn);
-  }
-  return conn.write(frame, () => done());
+interface Batch {
+  client: Client;
+  frames: Buffer[];
+  dones: Array<() => void>;
 }
 
-const corked = new WeakSet<Duplex>();
+/** The frames written to each connection in this turn, not yet handed to it. */
+const batches = new WeakMap<Duplex, Batch>();
 
-function uncork(conn: Duplex): void {
-  corked.delete(conn);
-  conn.uncork();
+/**
+ * A QoS 0 PUBLISH packet, MQTT 3.1.1 as aedes writes it: fixed header 0x30 (QoS 0, DUP 0, RETAIN 0; section
+ * 3.3.1), the Remaining Length as a variable byte integer (2.2.3), the topic as a UTF-8 string with its 16-bit
+ * length (1.5.3, 3.3.2.1), no packet identifier at QoS 0 (3.3.2.2), then the payload (3.3.3). Built directly in
+ * one buffer: a packet library's general encoder costs several allocations per message, and the hub sends one
+ * of these for every twin request it answers. test/hub/mqtt/downstream.test.ts reads them back with mqtt-packet.
+ */
+export function publishFrame(topic: string, payload: Buffer): Buffer {
+  const topicBytes = Buffer.byteLength(topic);
+  if (topicBytes > 0xffff) throw new RangeError("an MQTT topic is at most 65,535 bytes");
+  const remaining = 2 + topicBytes + payload.length;
+  if (remaining > 268_435_455) throw new RangeError("an MQTT packet is at most 256 MB");
+  let lengthBytes = 1;
+  for (let n = remaining; n >= 128; n = Math.floor(n / 128)) lengthBytes++;
+  const frame = Buffer.allocUnsafe(1 + lengthBytes + remaining);
+  frame[0] = 0x30;
+  let at = 1;
+  let n = remaining;
+  do {
+    let byte = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) byte |= 0x80;
+    frame[at++] = byte;
+  } while (n > 0);
+  frame.writeUInt16BE(topicBytes, at);
+  at += 2;
+  at += frame.write(topic, at, "utf8");
+  payload.copy(frame, at);
+  return frame;
 }

@@ -1,5 +1,6 @@
 import type { Client } from "aedes";
 import { HubError, twinErrorBody } from "../errors.js";
+import type { LogLine } from "../log.js";
 import { TOPICS } from "../protocol.js";
 import type { DeviceRegistry } from "../registry/registry.js";
 import { twinRequestRefusal } from "../throttle/hooks.js";
@@ -29,7 +30,7 @@ export function createTwinRequests(opts: {
   registry: DeviceRegistry;
   downstream: Downstream;
   /** A line about one device (rate-limited per device by the caller). */
-  log: (deviceId: string, line: string) => void;
+  log: (deviceId: string, line: LogLine) => void;
   /** IoT Hub's twin read/update throttles (--throttle), when enforced. */
   throttle?: Throttle;
 }) {
@@ -75,7 +76,7 @@ export function createTwinRequests(opts: {
         const version = registry.twins.updateReported(client.id, JSON.parse(payload.toString("utf8")));
         registry.afterCommit((error) => {
           if (error) return refuse(client, what, rid, 500, "hub error", done);
-          log(client.id, `MQTT ${client.id} reported patch -> $version ${version}`);
+          log(client.id, () => `MQTT ${client.id} reported patch -> $version ${version}`);
           send(client, 204, rid, version, "", done);
         });
       } catch (error) {

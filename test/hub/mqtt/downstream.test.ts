@@ -6,7 +6,7 @@ import { createServer as createTlsServer, type TLSSocket, connect as tlsConnect 
 import type { Client } from "aedes";
 import mqttPacket from "mqtt-packet";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDownstream } from "../../../src/hub/mqtt/downstream.js";
+import { createDownstream, publishFrame } from "../../../src/hub/mqtt/downstream.js";
 import { MAX_UNSENT_BYTES } from "../../../src/hub/mqtt/limits.js";
 import { ensureCertificates } from "../../../src/hub/tls/certs.js";
 
@@ -14,6 +14,57 @@ import { ensureCertificates } from "../../../src/hub/tls/certs.js";
  * The hub's send path to a device, over a real TLS connection on loopback: the device end is a plain TLS socket
  * that reads (or not), the hub end stands for the aedes client (its `conn`, `closed` and `close`).
  */
+describe("publishFrame: a QoS 0 PUBLISH as MQTT 3.1.1 encodes it", () => {
+  // Remaining Length sizes 1, 2, 3 and 4 bytes (MQTT 3.1.1 table 2.4: up to 127, 16,383, 2,097,151, 268,435,455).
+  for (const size of [0, 1, 120, 125, 126, 200, 16_000, 16_381, 16_382, 70_000, 2_097_000, 2_100_000]) {
+    it(`round-trips through mqtt-packet's parser with a ${size}-byte payload`, () => {
+      const topic = "$iothub/twin/res/200/?$rid=7&$version=3";
+      const payload = Buffer.alloc(size, 0x7a);
+      if (size > 0) payload[size - 1] = 0x21;
+      const frame = publishFrame(topic, payload);
+      const parser = mqttPacket.parser({ protocolVersion: 4 });
+      const got: mqttPacket.Packet[] = [];
+      parser.on("packet", (p) => got.push(p));
+      parser.on("error", (e) => {
+        throw e;
+      });
+      expect(parser.parse(frame)).toBe(0);
+      expect(got).toHaveLength(1);
+      const p = got[0] as mqttPacket.IPublishPacket;
+      expect([p.cmd, p.topic, p.qos, p.dup, p.retain]).toEqual(["publish", topic, 0, false, false]);
+      expect(Buffer.compare(p.payload as Buffer, payload)).toBe(0);
+      // Byte for byte what the packet library makes.
+      const reference = mqttPacket.generate({
+        cmd: "publish",
+        topic,
+        payload,
+        qos: 0,
+        retain: false,
+        dup: false,
+      });
+      expect(Buffer.compare(frame, reference)).toBe(0);
+    });
+  }
+
+  it("encodes a topic's UTF-8 bytes and length, not its characters", () => {
+    const topic = "devices/ünï-çødé/messages/devicebound/%24.to=%2Fdevices%2F%C3%BC";
+    const frame = publishFrame(topic, Buffer.from("{}"));
+    const reference = mqttPacket.generate({
+      cmd: "publish",
+      topic,
+      payload: "{}",
+      qos: 0,
+      retain: false,
+      dup: false,
+    });
+    expect(Buffer.compare(frame, reference)).toBe(0);
+  });
+
+  it("refuses a topic over 65,535 bytes", () => {
+    expect(() => publishFrame("a".repeat(65_536), Buffer.alloc(0))).toThrow(/65,535 bytes/);
+  });
+});
+
 describe("sending to a device (mqtt/downstream.ts)", () => {
   let dir: string;
   let certs: Awaited<ReturnType<typeof ensureCertificates>>;
