@@ -65,11 +65,11 @@ export function createDownstream(
 
   /**
    * A QoS 0 PUBLISH goes to the socket as one frame (publishFrame), skipping aedes' `client.publish`: that path
-   * copies the packet twice, consults the forwarding hooks of a routed broker (the hub routes nothing, see routing.ts) and defers
-   * each message by a `setImmediate`, then writes it as four or five separate chunks. The frames of one turn to
-   * one connection leave in one write at the next tick (as mqtt-packet corks a stream until then), with one
-   * callback: each frame's `done` runs once that write is handed to the operating system, or failed (the
-   * connection is gone).
+   * copies the packet twice, consults the forwarding hooks of a routed broker (the hub routes nothing, see
+   * routing.ts) and defers each message by a `setImmediate`, then writes it as four or five separate chunks. The
+   * frames of one turn to one connection leave in one write at the next tick (as mqtt-packet corks a stream until
+   * then), with one callback: each frame's `done` runs once that write is handed to the operating system, or
+   * failed (the connection is gone).
    */
   function queueFrame(client: Client, frame: Buffer, done: () => void): void {
     const conn = client.conn as Duplex;
